@@ -1,0 +1,56 @@
+"""yamllint over a repository, with the repository's own configuration."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from yamllint import linter
+from yamllint.config import YamlLintConfig
+
+CONFIG_FILES = (".yamllint", ".yamllint.yaml", ".yamllint.yml")
+SKIP_DIRS = {".git", "node_modules", "target", ".venv"}
+
+
+@dataclass(frozen=True)
+class LintProblem:
+    path: str
+    line: int
+    column: int
+    level: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}: [{self.level}] {self.message} ({self.rule})"
+
+
+def load_config(root: Path) -> tuple[YamlLintConfig, str]:
+    for name in CONFIG_FILES:
+        if (root / name).is_file():
+            return YamlLintConfig(file=str(root / name)), name
+    return YamlLintConfig("extends: default"), "yamllint default"
+
+
+def yaml_files(root: Path, conf: YamlLintConfig) -> list[str]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        for name in sorted(filenames):
+            rel = os.path.relpath(os.path.join(dirpath, name), root)
+            if conf.is_yaml_file(rel) and not conf.is_file_ignored(rel):
+                files.append(rel)
+    return files
+
+
+def lint_tree(root: Path) -> tuple[int, list[LintProblem], str]:
+    """Lint every YAML file under ``root``; returns (files linted, problems, config used)."""
+    conf, source = load_config(root)
+    files = yaml_files(root, conf)
+    problems: list[LintProblem] = []
+    for rel in files:
+        text = (root / rel).read_text(encoding="utf-8")
+        for p in linter.run(text, conf, rel):
+            problems.append(LintProblem(rel, p.line, p.column, p.level, p.rule or "syntax", p.desc))
+    return len(files), problems, source

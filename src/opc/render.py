@@ -1,0 +1,93 @@
+"""Rendering a company repository with Copier, all or nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .answers import AnswerError, check_answers, load_questions
+
+
+class TemplateNotFound(RuntimeError):
+    pass
+
+
+def template_root(explicit: str | None = None) -> str:
+    """The template to render: --template, else $OPC_TEMPLATE, else the checkout opc runs from.
+
+    A local path is made absolute: Copier stores the source in the answers file, and a relative
+    path there breaks every later update.
+    """
+    source = explicit or os.environ.get("OPC_TEMPLATE")
+    if source is None:
+        checkout = Path(__file__).resolve().parents[2]
+        if not (checkout / "copier.yml").is_file():
+            raise TemplateNotFound(
+                "no template given and opc does not run from a checkout of the template; "
+                "pass --template <path or git URL> or set OPC_TEMPLATE"
+            )
+        return str(checkout)
+    if "://" in source or source.startswith(("gh:", "gl:", "git@")):
+        return source
+    path = Path(source).expanduser().resolve()
+    if not (path / "copier.yml").is_file():
+        raise TemplateNotFound(f"{path} has no copier.yml")
+    return str(path)
+
+
+def questions_for(source: str):
+    """The questionnaire, when the template is a local path (remote ones are checked by Copier)."""
+    path = Path(source)
+    return load_questions(path) if path.is_dir() else None
+
+
+def render_new(
+    dest: Path,
+    data: dict[str, Any],
+    *,
+    template: str | None = None,
+    defaults: bool = True,
+    vcs_ref: str | None = None,
+    quiet: bool = False,
+) -> Path:
+    """Render a new company repository into ``dest``, which must not exist or be empty.
+
+    The answers are checked first (unknown questions, computed values, unknown choices); the
+    render goes to a temporary sibling directory that is moved into place only when Copier has
+    finished, so a failure leaves nothing behind.
+    """
+    import copier
+
+    source = template_root(template)
+    questions = questions_for(source)
+    if questions is not None:
+        check_answers(data, questions)
+    dest = dest.expanduser().absolute()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise FileExistsError(f"{dest} already exists and is not an empty directory")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.opc-", dir=dest.parent))
+    try:
+        copier.run_copy(
+            source,
+            staging,
+            data=data,
+            defaults=defaults,
+            unsafe=True,
+            vcs_ref=vcs_ref,
+            quiet=quiet,
+            cleanup_on_error=True,
+        )
+        if dest.exists():
+            dest.rmdir()
+        staging.rename(dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dest
+
+
+__all__ = ["AnswerError", "TemplateNotFound", "render_new", "template_root"]

@@ -1,0 +1,155 @@
+"""Strict JSON-schema validation of Kubernetes objects.
+
+Built-in kinds are checked against the strict OpenAPI definitions that ship with the
+``kubernetes-validate`` package (offline); custom resources against JSON schemas laid out as
+kubeconform reads them: ``{dir}/{group}/{kind lowercased}_{version}.json``.
+
+CRD schemas converted from OpenAPI need three corrections before they can be used strictly:
+the root object is closed (a misspelt top-level field is an error), ``metadata`` is checked against
+the real ObjectMeta, ``x-kubernetes-preserve-unknown-fields`` re-opens an object that a converter
+closed, and OpenAPI's ``nullable`` becomes "null allowed".
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+from referencing import Registry, Resource
+
+K8S_DEFS_ID = "https://kubernetes.io/api/_definitions.json"
+OBJECT_META = f"{K8S_DEFS_ID}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+DEFAULT_KUBERNETES_VERSION = "1.33"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of validating one object."""
+
+    status: str  # "valid" | "invalid" | "missing"
+    errors: tuple[str, ...] = ()
+    schema: str = ""
+
+
+def split_api_version(api_version: str) -> tuple[str, str]:
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+def _k8s_schema_dir(version: str) -> Path:
+    root = resources.files("kubernetes_validate") / "kubernetes-json-schema"
+    wanted = version.removeprefix("v")
+    available = sorted(
+        (p.name for p in root.iterdir() if p.name.endswith("-local-strict")),
+        key=lambda n: tuple(int(x) for x in n[1:].split("-")[0].split(".")),
+    )
+    for name in reversed(available):
+        major_minor = ".".join(name[1:].split("-")[0].split(".")[:2])
+        if tuple(int(x) for x in major_minor.split(".")) <= tuple(int(x) for x in wanted.split(".")[:2]):
+            return Path(str(root / name))
+    raise ValueError(f"no Kubernetes schemas for version {version}; available: {', '.join(available)}")
+
+
+def _fix_crd_schema(node: Any) -> Any:
+    """Apply the OpenAPI -> JSON-schema corrections recursively (on a copy)."""
+    if isinstance(node, list):
+        return [_fix_crd_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _fix_crd_schema(v) for k, v in node.items()}
+    if out.get("x-kubernetes-preserve-unknown-fields") is True and out.get("additionalProperties") is False:
+        del out["additionalProperties"]
+    if out.pop("nullable", False) is True:
+        t = out.get("type")
+        if isinstance(t, str):
+            out["type"] = [t, "null"]
+        elif isinstance(t, list) and "null" not in t:
+            out["type"] = [*t, "null"]
+        elif "enum" in out and None not in out["enum"]:
+            out["enum"] = [*out["enum"], None]
+    if out.get("x-kubernetes-int-or-string") is True and "type" not in out and "anyOf" not in out:
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    return out
+
+
+def _close_root(schema: dict[str, Any]) -> dict[str, Any]:
+    schema = dict(schema)
+    props = dict(schema.get("properties", {}))
+    props.setdefault("apiVersion", {"type": "string"})
+    props.setdefault("kind", {"type": "string"})
+    props["metadata"] = {"$ref": OBJECT_META}
+    schema["properties"] = props
+    schema["additionalProperties"] = False
+    schema["required"] = sorted(set(schema.get("required", [])) | {"apiVersion", "kind", "metadata"})
+    return schema
+
+
+class SchemaStore:
+    """Finds and caches compiled validators; safe to share between threads."""
+
+    def __init__(self, schema_dirs: Iterable[Path] = (), kubernetes_version: str = DEFAULT_KUBERNETES_VERSION):
+        self.schema_dirs = [Path(d) for d in schema_dirs]
+        self.kubernetes_version = kubernetes_version
+        self._validators: dict[tuple[str, str], tuple[jsonschema.protocols.Validator | None, str]] = {}
+        self._lock = threading.Lock()
+
+    @cached_property
+    def _k8s(self) -> tuple[Registry, dict[tuple[str, str, str], str]]:
+        defs_path = _k8s_schema_dir(self.kubernetes_version) / "_definitions.json"
+        defs = json.loads(defs_path.read_text())
+        registry = Resource.from_contents(defs) @ Registry()
+        gvk: dict[tuple[str, str, str], str] = {}
+        for name, definition in defs["$defs"].items():
+            for entry in definition.get("x-kubernetes-group-version-kind", []):
+                gvk[(entry["group"], entry["version"], entry["kind"])] = name
+        return registry, gvk
+
+    def _compile(self, api_version: str, kind: str) -> tuple[jsonschema.protocols.Validator | None, str]:
+        registry, gvk = self._k8s
+        group, version = split_api_version(api_version)
+        definition = gvk.get((group, version, kind))
+        if definition is not None:
+            schema = {"$ref": f"{K8S_DEFS_ID}#/$defs/{definition}"}
+            return jsonschema.Draft202012Validator(schema, registry=registry), f"kubernetes {self.kubernetes_version}"
+        for schema_dir in self.schema_dirs:
+            path = schema_dir / group / f"{kind.lower()}_{version}.json"
+            if path.is_file():
+                schema = _close_root(_fix_crd_schema(json.loads(path.read_text())))
+                return jsonschema.Draft202012Validator(schema, registry=registry), str(path)
+        return None, ""
+
+    def validator(self, api_version: str, kind: str) -> tuple[jsonschema.protocols.Validator | None, str]:
+        key = (api_version, kind)
+        with self._lock:
+            if key not in self._validators:
+                self._validators[key] = self._compile(api_version, kind)
+            return self._validators[key]
+
+    def validate(self, obj: dict[str, Any], max_errors: int = 8) -> Outcome:
+        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        if not isinstance(api_version, str) or not isinstance(kind, str):
+            return Outcome("invalid", ("object has no apiVersion or kind",))
+        validator, source = self.validator(api_version, kind)
+        if validator is None:
+            return Outcome("missing", (f"no schema for {kind} {api_version}",))
+        errors = sorted(validator.iter_errors(copy.deepcopy(obj)), key=lambda e: list(map(str, e.absolute_path)))
+        if not errors:
+            return Outcome("valid", schema=source)
+        messages = []
+        for error in errors[:max_errors]:
+            path = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            messages.append(f"{path}: {_short(error.message)}")
+        if len(errors) > max_errors:
+            messages.append(f"... and {len(errors) - max_errors} more")
+        return Outcome("invalid", tuple(messages), source)
+
+
+def _short(message: str, limit: int = 300) -> str:
+    return message if len(message) <= limit else message[: limit - 3] + "..."
