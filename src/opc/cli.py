@@ -84,12 +84,20 @@ def new(destination: Path, pairs: tuple[str, ...], data_file: Path | None, defau
     help="Directory of custom-resource JSON schemas laid out as {group}/{kind}_{version}.json "
     "(repeatable; also $OPC_SCHEMA_DIR, colon-separated).",
 )
+@click.option(
+    "--schema-location",
+    "schema_locations",
+    multiple=True,
+    metavar="TEMPLATE",
+    help="A kubeconform-style schema location: a path or http(s) URL with {{.Group}}, {{.ResourceKind}} "
+    "and {{.ResourceAPIVersion}} (repeatable; downloads are cached in ~/.cache/opc/schemas).",
+)
 @click.option("--kubernetes-version", default=DEFAULT_KUBERNETES_VERSION, show_default=True,
               help="Kubernetes version whose schemas built-in kinds are checked against.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Parallel kustomize builds.")
 @click.option("--no-lint", is_flag=True, help="Skip yamllint.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems and the summary.")
-def validate(directory: Path, schema_dirs: tuple[Path, ...], kubernetes_version: str, jobs: int | None,
+def validate(directory: Path, schema_dirs: tuple[Path, ...], schema_locations: tuple[str, ...], kubernetes_version: str, jobs: int | None,
              no_lint: bool, quiet: bool) -> None:
     """Build every kustomization under DIRECTORY and validate every object strictly.
 
@@ -103,12 +111,13 @@ def validate(directory: Path, schema_dirs: tuple[Path, ...], kubernetes_version:
     if not directory.is_dir():
         raise click.BadParameter(f"{directory} is not a directory", param_hint="DIRECTORY")
     dirs = [Path(p) for d in schema_dirs for p in str(d).split(":") if p]
-    if not dirs:
-        _err("warning: no --schema-dir given: every custom resource will be reported as missing")
+    if not dirs and not schema_locations:
+        _err("warning: no --schema-dir or --schema-location: every custom resource will be reported as missing")
     started = time.perf_counter()
     report = validate_repo(
         directory, dirs, kubernetes_version=kubernetes_version, jobs=jobs,
         progress=None if quiet else _err, lint=not no_lint, wiring=ALL_CHECKS,
+        schema_locations=list(schema_locations),
     )
     for finding in report.findings:
         click.echo(str(finding))

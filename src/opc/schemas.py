@@ -24,6 +24,8 @@ from typing import Any, Iterable
 import jsonschema
 from referencing import Registry, Resource
 
+from .metadata import check_metadata
+
 K8S_DEFS_ID = "https://kubernetes.io/api/_definitions.json"
 OBJECT_META = f"{K8S_DEFS_ID}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 DEFAULT_KUBERNETES_VERSION = "1.33"
@@ -91,11 +93,51 @@ def _close_root(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-class SchemaStore:
-    """Finds and caches compiled validators; safe to share between threads."""
+DIR_LAYOUT = "{{.Group}}/{{.ResourceKind}}_{{.ResourceAPIVersion}}.json"
 
-    def __init__(self, schema_dirs: Iterable[Path] = (), kubernetes_version: str = DEFAULT_KUBERNETES_VERSION):
-        self.schema_dirs = [Path(d) for d in schema_dirs]
+
+def expand_location(template: str, group: str, kind: str, version: str) -> str:
+    """A kubeconform-style schema location for one kind."""
+    out = template
+    for key, value in (("Group", group), ("ResourceKind", kind.lower()), ("ResourceAPIVersion", version)):
+        out = out.replace("{{." + key + "}}", value).replace("{{ ." + key + " }}", value)
+    return out
+
+
+def _fetch(url: str) -> dict[str, Any] | None:
+    """A schema over HTTP(S), cached on disk; None when the server has none."""
+    import hashlib
+    import os
+    import urllib.error
+    import urllib.request
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "opc" / "schemas"
+    path = cache / (hashlib.sha256(url.encode()).hexdigest() + ".json")
+    if path.is_file():
+        return json.loads(path.read_text())
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - user-given location
+            text = response.read().decode()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return json.loads(text)
+
+
+class SchemaStore:
+    """Finds and caches compiled validators; safe to share between threads.
+
+    ``schema_dirs`` are directories in the kubeconform layout; ``schema_locations`` are
+    kubeconform-style templates (a path or an http(s) URL with {{.Group}}, {{.ResourceKind}}
+    and {{.ResourceAPIVersion}}). Locations are tried in order.
+    """
+
+    def __init__(self, schema_dirs: Iterable[Path] = (), kubernetes_version: str = DEFAULT_KUBERNETES_VERSION,
+                 schema_locations: Iterable[str] = ()):
+        self.locations = [str(Path(d) / DIR_LAYOUT) for d in schema_dirs] + list(schema_locations)
         self.kubernetes_version = kubernetes_version
         self._validators: dict[tuple[str, str], tuple[jsonschema.protocols.Validator | None, str]] = {}
         self._lock = threading.Lock()
@@ -118,11 +160,16 @@ class SchemaStore:
         if definition is not None:
             schema = {"$ref": f"{K8S_DEFS_ID}#/$defs/{definition}"}
             return jsonschema.Draft202012Validator(schema, registry=registry), f"kubernetes {self.kubernetes_version}"
-        for schema_dir in self.schema_dirs:
-            path = schema_dir / group / f"{kind.lower()}_{version}.json"
-            if path.is_file():
-                schema = _close_root(_fix_crd_schema(json.loads(path.read_text())))
-                return jsonschema.Draft202012Validator(schema, registry=registry), str(path)
+        for template in self.locations:
+            where = expand_location(template, group, kind, version)
+            if where.startswith(("http://", "https://")):
+                raw = _fetch(where)
+            else:
+                path = Path(where.removeprefix("file://"))
+                raw = json.loads(path.read_text()) if path.is_file() else None
+            if raw is not None:
+                schema = _close_root(_fix_crd_schema(raw))
+                return jsonschema.Draft202012Validator(schema, registry=registry), where
         return None, ""
 
     def validator(self, api_version: str, kind: str) -> tuple[jsonschema.protocols.Validator | None, str]:
@@ -140,9 +187,10 @@ class SchemaStore:
         if validator is None:
             return Outcome("missing", (f"no schema for {kind} {api_version}",))
         errors = sorted(validator.iter_errors(copy.deepcopy(obj)), key=lambda e: list(map(str, e.absolute_path)))
-        if not errors:
+        meta_errors = check_metadata(obj)
+        if not errors and not meta_errors:
             return Outcome("valid", schema=source)
-        messages = []
+        messages = list(meta_errors)
         for error in errors[:max_errors]:
             path = "/".join(str(p) for p in error.absolute_path) or "(root)"
             messages.append(f"{path}: {_short(error.message)}")

@@ -22,7 +22,7 @@ def object_id(obj: dict[str, Any]) -> str:
 
 @dataclass
 class Finding:
-    category: str  # build | invalid | missing | lint | wiring
+    category: str  # build | invalid | missing | lint | policy | wiring
     where: str  # a path relative to the repository root
     subject: str  # the object, or "" for a whole file
     message: str
@@ -54,6 +54,10 @@ class Report:
         return sum(1 for f in self.findings if f.category == "wiring")
 
     @property
+    def policy_violations(self) -> int:
+        return sum(1 for f in self.findings if f.category == "policy")
+
+    @property
     def failed_builds(self) -> int:
         return self.kustomizations - self.built
 
@@ -66,7 +70,7 @@ class Report:
             f"{self.built} kustomizations built, {self.valid} objects valid, {self.invalid} invalid, "
             f"{self.missing} missing; {self.failed_builds} failed builds; "
             f"yamllint: {self.lint_files} files, {self.lint_problems} problems; "
-            f"wiring: {self.wiring_errors} errors"
+            f"policy: {self.policy_violations} violations; wiring: {self.wiring_errors} errors"
         )
 
     def objects(self) -> list[tuple[str, dict[str, Any]]]:
@@ -96,10 +100,11 @@ def validate_repo(
     progress: Progress | None = None,
     lint: bool = True,
     wiring: list[WiringCheck] | None = None,
+    schema_locations: list[str] | None = None,
 ) -> Report:
     root = root.resolve()
     report = Report(root)
-    store = SchemaStore(schema_dirs, kubernetes_version)
+    store = SchemaStore(schema_dirs, kubernetes_version, schema_locations or [])
     paths = kustomize.find_kustomizations(root)
     report.kustomizations = len(paths)
     say = progress or (lambda _msg: None)

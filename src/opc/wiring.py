@@ -1,5 +1,7 @@
-"""Cross-reference checks over the objects of a rendered repository (filled in by later work)."""
+"""The checks `opc validate` runs over all built objects, after schema validation."""
 
 from __future__ import annotations
 
-ALL_CHECKS: list = []
+from .policy import check_policies
+
+ALL_CHECKS = [check_policies]

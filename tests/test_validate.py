@@ -1,0 +1,174 @@
+"""`opc validate` on small hand-made repositories: each check fires on the input it exists for."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from opc.cli import main
+from opc.schemas import SchemaStore, _fix_crd_schema
+from opc.validate import validate_repo
+
+GOOD_STORAGE_CLASS = """\
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: ssd
+provisioner: diskplugin.csi.alibabacloud.com
+"""
+
+GOOD_HELM_RELEASE = """\
+---
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: demo
+  namespace: demo
+spec:
+  interval: 30m
+  chart:
+    spec:
+      chart: demo
+      version: "1.0.0"
+      sourceRef:
+        kind: HelmRepository
+        name: demo
+  values:
+    anything:
+      goes: [here]
+"""
+
+
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ".yamllint").write_text("---\nextends: default\n")
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+def kustomization(*resources: str) -> str:
+    return "---\nresources:\n" + "".join(f"  - {r}\n" for r in resources)
+
+
+def run(root: Path, schemas: Path | None):
+    return validate_repo(root, [schemas] if schemas else [])
+
+
+def test_valid_repo(tmp_path: Path, schemas: Path):
+    repo = make_repo(tmp_path, {
+        "base/kustomization.yaml": kustomization("sc.yaml", "hr.yaml"),
+        "base/sc.yaml": GOOD_STORAGE_CLASS,
+        "base/hr.yaml": GOOD_HELM_RELEASE,
+    })
+    report = run(repo, schemas)
+    assert report.ok, [str(f) for f in report.findings]
+    assert (report.built, report.valid, report.invalid, report.missing) == (1, 2, 0, 0)
+    assert report.summary().startswith("1 kustomizations built, 2 objects valid, 0 invalid, 0 missing")
+
+
+@pytest.mark.parametrize("broken, message", [
+    (GOOD_STORAGE_CLASS + "volumeBindingMod: Immediate\n", "'volumeBindingMod' was unexpected"),
+    (GOOD_HELM_RELEASE.replace("      version:", "      versoin:"), "'versoin' was unexpected"),
+    (GOOD_HELM_RELEASE.replace("spec:\n  interval", "sepc:\n  interval"), "'sepc' was unexpected"),
+    (GOOD_HELM_RELEASE.replace("  namespace: demo", "  namespace: demo\n  labelz: {a: b}"), "'labelz' was unexpected"),
+    (GOOD_HELM_RELEASE.replace("interval: 30m", "interval: [30m]"), "is not of type"),
+    (GOOD_STORAGE_CLASS.replace("name: ssd", "name: SSD_Disks"), "DNS-1123 subdomain"),
+    (GOOD_STORAGE_CLASS.replace("name: ssd", "name: ssd\n  labels:\n    team: " + "x" * 64), "at most 63 characters"),
+    (GOOD_STORAGE_CLASS.replace("name: ssd", "name: ssd\n  labels:\n    -bad/key: v"), "DNS-1123 subdomain"),
+], ids=["core-unknown-field", "crd-unknown-field", "crd-misspelt-root-field", "crd-metadata-unknown-field",
+        "crd-wrong-type", "bad-name", "label-value-too-long", "bad-label-key"])
+def test_invalid_object_is_reported(tmp_path: Path, schemas: Path, broken: str, message: str):
+    repo = make_repo(tmp_path, {"k/kustomization.yaml": kustomization("o.yaml"), "k/o.yaml": broken})
+    report = run(repo, schemas)
+    assert report.invalid == 1 and not report.ok
+    assert any(message in f.message and f.category == "invalid" for f in report.findings), report.findings
+
+
+def test_object_without_schema_is_missing_not_passed(tmp_path: Path, schemas: Path):
+    repo = make_repo(tmp_path, {
+        "k/kustomization.yaml": kustomization("o.yaml", "hr.yaml"),
+        "k/o.yaml": "---\napiVersion: alibabacloud.com/v1\nkind: AlbConfig\nmetadata:\n  name: alb\nspec: {}\n",
+        "k/hr.yaml": GOOD_HELM_RELEASE,
+    })
+    report = run(repo, schemas)
+    assert (report.valid, report.missing) == (1, 1) and not report.ok
+    assert run(repo, None).missing == 2  # without a schema directory every custom resource is missing
+
+
+def test_build_failure_is_reported(tmp_path: Path, schemas: Path):
+    repo = make_repo(tmp_path, {"k/kustomization.yaml": kustomization("absent.yaml")})
+    report = run(repo, schemas)
+    assert report.failed_builds == 1 and not report.ok
+    assert report.findings[0].category == "build" and report.findings[0].where == "k"
+
+
+def test_components_are_built(tmp_path: Path, schemas: Path):
+    repo = make_repo(tmp_path, {
+        "c/kustomization.yaml": "---\napiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
+                                "resources:\n  - sc.yaml\n",
+        "c/sc.yaml": GOOD_STORAGE_CLASS.replace("provisioner:", "provisionr:"),
+    })
+    report = run(repo, schemas)
+    assert report.built == 1 and report.invalid == 1
+
+
+def test_lint_problems_fail(tmp_path: Path, schemas: Path):
+    repo = make_repo(tmp_path, {
+        "k/kustomization.yaml": kustomization("sc.yaml"),
+        "k/sc.yaml": GOOD_STORAGE_CLASS.replace("name: ssd", "name: ssd   "),
+        "notes/extra.yaml": "---\nkey: value\nkey: again\n",
+    })
+    report = run(repo, schemas)
+    rules = {f.message.split("(")[-1].rstrip(")") for f in report.findings if f.category == "lint"}
+    assert {"trailing-spaces", "key-duplicates"} <= rules and report.valid == 1 and not report.ok
+
+
+def test_crd_schema_corrections():
+    fixed = _fix_crd_schema({
+        "type": "object",
+        "properties": {
+            "open": {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": False,
+                     "x-kubernetes-preserve-unknown-fields": True},
+            "maybe": {"type": "string", "nullable": True},
+            "port": {"x-kubernetes-int-or-string": True},
+        },
+    })
+    assert "additionalProperties" not in fixed["properties"]["open"]
+    assert fixed["properties"]["maybe"]["type"] == ["string", "null"]
+    assert fixed["properties"]["port"]["anyOf"] == [{"type": "integer"}, {"type": "string"}]
+
+
+def test_schema_store_prefers_builtin_kinds(schemas: Path):
+    store = SchemaStore([schemas])
+    assert store.validator("v1", "ConfigMap")[1].startswith("kubernetes")
+    assert store.validator("networking.istio.io/v1", "Gateway")[1].endswith("gateway_v1.json")
+    assert store.validator("example.com/v1", "Nothing")[0] is None
+
+
+def test_cli_exit_codes_and_summary(tmp_path: Path, schemas: Path):
+    good = make_repo(tmp_path / "good", {"k/kustomization.yaml": kustomization("sc.yaml"), "k/sc.yaml": GOOD_STORAGE_CLASS})
+    result = CliRunner().invoke(main, ["validate", str(good), "--schema-dir", str(schemas)])
+    assert result.exit_code == 0, result.output
+    assert "1 kustomizations built, 1 objects valid, 0 invalid, 0 missing" in result.output
+    assert "[1/1] k: 1 objects" in result.output  # progress (stderr is mixed in by CliRunner)
+    bad = make_repo(tmp_path / "bad", {"k/kustomization.yaml": kustomization("hr.yaml"), "k/hr.yaml": GOOD_HELM_RELEASE})
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 1
+    assert "0 objects valid, 0 invalid, 1 missing" in result.output
+    assert "MISSING  k: HelmRelease demo/demo: no schema for HelmRelease helm.toolkit.fluxcd.io/v2" in result.output
+
+
+def test_schema_location_template(tmp_path: Path, schemas: Path):
+    repo = make_repo(tmp_path / "repo", {"k/kustomization.yaml": kustomization("hr.yaml"), "k/hr.yaml": GOOD_HELM_RELEASE})
+    location = f"file://{schemas}/{{{{.Group}}}}/{{{{.ResourceKind}}}}_{{{{.ResourceAPIVersion}}}}.json"
+    report = validate_repo(repo, [], schema_locations=[location])
+    assert report.ok and report.valid == 1, [str(f) for f in report.findings]
+    result = CliRunner().invoke(main, ["validate", str(repo), "--schema-location", location, "-q"])
+    assert result.exit_code == 0 and "1 objects valid" in result.output
