@@ -125,5 +125,31 @@ def validate(directory: Path, schema_dirs: tuple[Path, ...], schema_locations: t
     sys.exit(0 if report.ok else 1)
 
 
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def placements(directory: Path, fmt: str) -> None:
+    """Show where every Placement and KubeVela topology policy lands, per environment.
+
+    Computed offline from the rendered ManagedCluster labels, so that a reviewer sees where an
+    application will run before merging. Exits 1 if anything selects no cluster.
+    """
+    import json
+
+    from .placements import compute, load_fleet, render_json, render_text
+
+    try:
+        fleet = load_fleet(directory.resolve())
+    except RuntimeError as exc:
+        _err(f"error: {exc}")
+        sys.exit(2)
+    groups = compute(fleet)
+    if fmt == "json":
+        click.echo(json.dumps(render_json(fleet, groups), indent=2))
+    else:
+        click.echo(render_text(fleet, groups))
+    sys.exit(1 if any(not row.clusters for rows in groups.values() for row in rows) else 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
