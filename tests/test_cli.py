@@ -24,6 +24,7 @@ def test_new_with_defaults_and_data(template_repo: Path, tmp_path: Path, schemas
     assert result.exit_code == 0, result.output
     answers = yaml.safe_load((dest / ".copier-answers.yml").read_text())
     assert answers["company_name"] == "Yes"  # a str question keeps YAML-looking text as text
+    assert answers["company_slug"] == "yes-co"  # a derived slug never reads as a YAML boolean
     assert answers["clouds"] == ["huawei", "private"]
     assert answers["_src_path"] == str(template_repo)  # absolute, so later updates work
     assert sorted(p.name for p in (dest / "clusters").iterdir()) == ["huawei-prod", "hub", "private-prod"]
