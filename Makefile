@@ -22,7 +22,7 @@ tools: ## install the system tools the tests run for real (kubectl's kustomize, 
 	scripts/install-tools
 
 test: $(BIN)/opc tools ## install what the tests need, then run the whole suite
-	$(BIN)/pytest -n auto
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -n auto
 
 bench: $(BIN)/opc ## render and validation benchmark (prints a table)
 	$(BIN)/python bench/render_bench.py
