@@ -151,5 +151,63 @@ def placements(directory: Path, fmt: str) -> None:
     sys.exit(1 if any(not row.clusters for rows in groups.values() for row in rows) else 0)
 
 
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.option("--vcs-ref", metavar="REF", help="Template version to update to (default: the newest release).")
+@click.option("--data", "-d", "pairs", multiple=True, metavar="KEY=VALUE", help="Change an answer (repeatable).")
+@click.option("--force", is_flag=True, help="Update even if the new version deletes or renames files you edited.")
+def update(directory: Path, vcs_ref: str | None, pairs: tuple[str, ...], force: bool) -> None:
+    """Pull a newer template version (or changed answers) into the project in DIRECTORY.
+
+    Refuses a dirty tree; stops before updating if the new version would delete or rename a
+    file you edited (unless --force); fails if any conflict marker or .rej file remains;
+    prints what changed.
+    """
+    from .answers import AnswerError
+    from .update import UpdateError, read_answers, run
+
+    try:
+        src = str(read_answers(directory.resolve()).get("_src_path", ""))
+        data = _collect_data(pairs, None, src) if pairs else {}
+        result = run(directory, data=data, vcs_ref=vcs_ref, force=force, progress=_err)
+    except (UpdateError, AnswerError, ValueError) as exc:
+        _err(f"error: {exc}")
+        sys.exit(2)
+    click.echo(result.report())
+    if not result.ok:
+        _err("error: conflicts remain in the files marked CONFLICT: resolve them, then commit")
+        sys.exit(1)
+
+
+@main.group()
+def add() -> None:
+    """Add something to a rendered project."""
+
+
+@add.command("service")
+@click.argument("name")
+@click.option("--package", required=True, help="Java package, e.g. com.acme.payment")
+@click.option("--grpc-service", required=True, help="gRPC service name, e.g. PaymentService")
+@click.option("--port", type=int, required=True, help="gRPC port (1024-65535)")
+@click.option("--dir", "directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".",
+              show_default=True, help="The rendered project.")
+def add_service_command(name: str, package: str, grpc_service: str, port: int, directory: Path) -> None:
+    """Append service NAME to the answers file (comments and order kept) and render it.
+
+    The project stays on its template version; the new service gets its Java modules under
+    services/NAME and its KubeVela Application under apps/NAME.
+    """
+    from .update import UpdateError, add_service
+
+    try:
+        result = add_service(directory, {"name": name, "package": package, "grpc_service": grpc_service, "port": port},
+                             progress=_err)
+    except (UpdateError, ValueError) as exc:
+        _err(f"error: {exc}")
+        sys.exit(2)
+    click.echo(result.report())
+    sys.exit(0 if result.ok else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,211 @@
+"""`opc update` and `opc add service`: `copier update` with its traps closed.
+
+Plain `copier update` exits 0 with conflict markers left in files, silently deletes a file the
+user edited when the new template version removed it, and ignores misspelt `--data` keys. Here:
+- the working tree must be clean (so every change the update makes is reviewable in git);
+- before updating, the old and new template versions are rendered with the project's answers,
+  and every file the user edited that the new version deletes or renames is listed; the update
+  stops unless forced;
+- after updating, any conflict marker or .rej file fails the command, naming the files;
+- the change is summarised (added, modified, removed, conflicted).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .answers import check_answers, load_questions
+
+ANSWERS_FILE = ".copier-answers.yml"
+CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
+
+
+class UpdateError(RuntimeError):
+    """The update cannot start, or must not proceed without --force."""
+
+
+@dataclass
+class UpdateResult:
+    from_version: str
+    to_version: str
+    added: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    conflicted: list[str] = field(default_factory=list)
+    endangered: list[str] = field(default_factory=list)  # user-edited files the new version drops
+
+    @property
+    def ok(self) -> bool:
+        return not self.conflicted
+
+    def report(self) -> str:
+        lines = [f"updated {self.from_version} -> {self.to_version}: {len(self.added)} added, "
+                 f"{len(self.modified)} modified, {len(self.removed)} removed, {len(self.conflicted)} conflicted"]
+        for label, paths in (("added", self.added), ("modified", self.modified), ("removed", self.removed),
+                             ("CONFLICT", self.conflicted)):
+            lines.extend(f"  {label:9} {p}" for p in paths)
+        for note in self.endangered:
+            lines.append(f"  forced: {note}")
+        return "\n".join(lines)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def ensure_clean(repo: Path) -> None:
+    if not (repo / ".git").exists():
+        try:
+            git(repo, "rev-parse", "--show-toplevel")
+        except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+            raise UpdateError(f"{repo} is not a git repository; commit the rendered project first") from exc
+    dirty = git(repo, "status", "--porcelain").splitlines()
+    if dirty:
+        shown = "\n  ".join(dirty[:20])
+        raise UpdateError(f"the working tree has uncommitted changes; commit or stash them first:\n  {shown}")
+
+
+def read_answers(repo: Path) -> dict[str, Any]:
+    path = repo / ANSWERS_FILE
+    if not path.is_file():
+        raise UpdateError(f"{path} not found: not a project rendered by opc/Copier")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def user_answers(answers: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in answers.items() if not k.startswith("_")}
+
+
+def _render(src: str, ref: str | None, data: dict[str, Any], dest: Path) -> Path:
+    import copier
+
+    copier.run_copy(src, dest, data=data, defaults=True, unsafe=True, vcs_ref=ref, quiet=True)
+    return dest
+
+
+def _files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+
+def endangered_edits(repo: Path, src: str, old_ref: str, new_ref: str | None, old_data: dict[str, Any],
+                     new_data: dict[str, Any]) -> list[str]:
+    """Files the user changed that the new version deletes (or renames), with what happens to them."""
+    with tempfile.TemporaryDirectory(prefix="opc-update-") as tmp:
+        old = _render(src, old_ref, old_data, Path(tmp) / "old")
+        new = _render(src, new_ref, new_data, Path(tmp) / "new")
+        old_files, new_files = _files(old), _files(new)
+        notes = []
+        for rel in sorted(old_files - new_files):
+            mine = repo / rel
+            if not mine.is_file() or filecmp.cmp(mine, old / rel, shallow=False):
+                continue  # untouched (or already gone): the update may remove it
+            target = next((n for n in sorted(new_files - old_files)
+                           if filecmp.cmp(old / rel, new / n, shallow=False)), None)
+            notes.append(f"{rel}: edited here, {'renamed to ' + target if target else 'deleted'} by the new version")
+        return notes
+
+
+def scan_conflicts(repo: Path, paths: list[str]) -> list[str]:
+    found = []
+    for rel in paths:
+        path = repo / rel
+        if rel.endswith(".rej"):
+            found.append(rel)
+            continue
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if any(line.startswith(CONFLICT_MARKERS) for line in text.splitlines()):
+            found.append(rel)
+    return found
+
+
+def summarise(repo: Path, result: UpdateResult) -> UpdateResult:
+    for line in git(repo, "status", "--porcelain", "--untracked-files=all").splitlines():
+        status, rel = line[:2], line[3:].strip().strip('"')
+        if " -> " in rel:
+            rel = rel.split(" -> ", 1)[1]
+        if status == "??" or "A" in status:
+            result.added.append(rel)
+        elif "D" in status:
+            result.removed.append(rel)
+        else:
+            result.modified.append(rel)
+    result.conflicted = scan_conflicts(repo, result.added + result.modified)
+    return result
+
+
+def run(repo: Path, *, data: dict[str, Any] | None = None, vcs_ref: str | None = None, force: bool = False,
+        progress: Callable[[str], None] = lambda _m: None) -> UpdateResult:
+    """Update ``repo`` to ``vcs_ref`` (default: the newest release) with extra answers ``data``."""
+    import copier
+
+    repo = repo.resolve()
+    ensure_clean(repo)
+    answers = read_answers(repo)
+    src, old_ref = answers.get("_src_path"), answers.get("_commit")
+    if not src or not old_ref:
+        raise UpdateError(f"{ANSWERS_FILE} records no template source or version (_src_path, _commit)")
+    data = dict(data or {})
+    if Path(src).is_dir():
+        check_answers(data, load_questions(Path(src)))
+    current = user_answers(answers)
+    progress(f"checking what {old_ref} -> {vcs_ref or 'the newest release'} would delete")
+    endangered = endangered_edits(repo, src, old_ref, vcs_ref, current, {**current, **data})
+    if endangered and not force:
+        raise UpdateError("the new version deletes or renames files you edited (use --force to update anyway; "
+                          "git keeps your version):\n  " + "\n  ".join(endangered))
+    progress("running copier update")
+    worker = copier.run_update(repo, data=data, vcs_ref=vcs_ref, defaults=True, overwrite=True, unsafe=True,
+                               quiet=True, conflict="inline", skip_answered=True)
+    new_ref = read_answers(repo).get("_commit", "?")
+    del worker
+    return summarise(repo, UpdateResult(str(old_ref), str(new_ref), endangered=endangered))
+
+
+# -- opc add service ------------------------------------------------------------------------------
+
+def add_service(repo: Path, service: dict[str, Any], progress: Callable[[str], None] = lambda _m: None) -> UpdateResult:
+    """Append a service to the answers (comments and order kept) and render it, at the current version."""
+    from ruamel.yaml import YAML
+
+    repo = repo.resolve()
+    ensure_clean(repo)
+    answers_path = repo / ANSWERS_FILE
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.indent(mapping=2, sequence=2, offset=0)
+    rt.explicit_start = True
+    document = rt.load(answers_path.read_text())
+    services = list(document.get("services") or [])
+    if any(s.get("name") == service["name"] for s in services):
+        raise UpdateError(f"a service named '{service['name']}' already exists")
+    new_list = [dict(s) for s in services] + [service]
+    result = run(repo, data={"services": new_list}, vcs_ref=str(document.get("_commit")), progress=progress)
+    # Copier rewrote the answers file; put the user's comments and order back, with the new entry.
+    rendered = yaml.safe_load(answers_path.read_text())
+    if "services" not in document:
+        document["services"] = []
+    document["services"].append(service)
+    for key, value in rendered.items():
+        if key not in document:
+            document[key] = value
+        elif key != "services" and document[key] != value:
+            document[key] = value
+    with answers_path.open("w") as handle:
+        rt.dump(document, handle)
+    return result
+
+
+__all__ = ["UpdateError", "UpdateResult", "add_service", "run"]

@@ -1,0 +1,206 @@
+"""The rendered Java services build with Maven, pass their own tests (ArchUnit included), start,
+and answer a gRPC client that is not Java: Python grpcio with stubs compiled from the rendered
+.proto. A layering violation injected into a rendered copy fails the build.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from conftest import FIXTURES, ROOT
+
+MAVEN_REPO = ROOT / ".cache" / "m2"  # kept between runs; CI starts cold
+CASES = [("defaults", "order-service")] + [
+    ("valid/three-services.yml", s["name"])
+    for s in yaml.safe_load((FIXTURES / "valid" / "three-services.yml").read_text())["services"]
+]
+# Metrics the dashboards and alerts of the platform query (platform/observability).
+EXPECTED_METRICS = [
+    "grpc_server_processing_duration_seconds_bucket",
+    "grpc_server_requests_received_messages_total",
+    "grpc_server_responses_sent_messages_total",
+    "jvm_memory_used_bytes",
+    "jvm_gc_pause_seconds_count",
+    "jvm_threads_live_threads",
+    "process_cpu_usage",
+    "logback_events_total",
+]
+
+
+def mvn_executable() -> str:
+    exe = shutil.which("mvn", path=str(ROOT / ".tools" / "bin")) or shutil.which("mvn")
+    if exe is None:
+        pytest.fail("Maven is not installed: run scripts/install-tools")
+    version = subprocess.run([exe, "-v"], capture_output=True, text=True).stdout
+    assert "Apache Maven 3.9" in version, f"Maven 3.9 needed (scripts/install-tools installs it):\n{version}"
+    return exe
+
+
+@contextmanager
+def maven_lock():
+    """One Maven build at a time: parallel test workers share the local repository."""
+    MAVEN_REPO.mkdir(parents=True, exist_ok=True)
+    with open(MAVEN_REPO.parent / "m2.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def mvn(project: Path, *args: str) -> subprocess.CompletedProcess:
+    with maven_lock():
+        return subprocess.run([mvn_executable(), "-B", f"-Dmaven.repo.local={MAVEN_REPO}", *args],
+                              cwd=project, capture_output=True, text=True, timeout=1200)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def compile_proto(service: Path, out: Path):
+    """Python stubs from the rendered .proto, with grpcio-tools' protoc."""
+    from grpc_tools import protoc
+
+    proto_root = next(service.glob("*-client")) / "src" / "main" / "proto"
+    proto = next(proto_root.rglob("*.proto"))
+    out.mkdir(parents=True, exist_ok=True)
+    include = Path(importlib.import_module("grpc_tools").__file__).parent / "_proto"
+    rc = protoc.main(["protoc", f"-I{proto_root}", f"-I{include}", f"--python_out={out}",
+                      f"--grpc_python_out={out}", str(proto)])
+    assert rc == 0, "protoc failed on the rendered .proto"
+    module = proto.relative_to(proto_root).with_suffix("").as_posix().replace("/", ".")
+    sys.path.insert(0, str(out))
+    try:
+        return importlib.import_module(module + "_pb2"), importlib.import_module(module + "_pb2_grpc")
+    finally:
+        sys.path.remove(str(out))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture, name", CASES, ids=[f"{Path(f).stem}-{n}" for f, n in CASES])
+def test_service_builds_runs_and_answers_grpc(fixture: str, name: str, rendered, tmp_path: Path):
+    repo = rendered(fixture)
+    spec = next(s for s in yaml.safe_load((repo / ".copier-answers.yml").read_text())["services"] if s["name"] == name)
+    service = tmp_path / name
+    shutil.copytree(repo / "services" / name, service)
+
+    started = time.perf_counter()
+    build = mvn(service, "verify")
+    build_seconds = time.perf_counter() - started
+    assert build.returncode == 0, build.stdout[-4000:]
+    assert "Tests run:" in build.stdout and "FAILURE" not in build.stdout
+    jar = service / "start" / "target" / f"{name}.jar"
+    assert jar.is_file()
+
+    entity = spec["grpc_service"].removesuffix("Service") or spec["grpc_service"]
+    pb2, pb2_grpc = compile_proto(service, tmp_path / "py")
+    grpc_port, metrics_port = free_port(), free_port()
+    env = {**os.environ, "GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port), "LOG_LEVEL": "INFO"}
+    launched = time.perf_counter()
+    proc = subprocess.Popen(["java", "-jar", str(jar)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status = health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                pass
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "service never became SERVING"
+            time.sleep(0.02)
+        ready_seconds = time.perf_counter() - launched
+        full_name = f"{spec['package']}.v1.{spec['grpc_service']}"
+        assert health.Check(health_pb2.HealthCheckRequest(service=full_name)).status == \
+            health_pb2.HealthCheckResponse.SERVING
+
+        stub = getattr(pb2_grpc, f"{spec['grpc_service']}Stub")(channel)
+        create = getattr(stub, f"Create{entity}")
+        get = getattr(stub, f"Get{entity}")
+        request = getattr(pb2, f"Create{entity}Request")(owner_id="o-1", item_id="i-1", quantity=3, unit_price_minor=250)
+        t0 = time.perf_counter()
+        created = create(request, timeout=10)
+        first_call_ms = (time.perf_counter() - t0) * 1000
+        field = next(f.name for f in created.DESCRIPTOR.fields)  # the aggregate
+        made = getattr(created, field)
+        assert made.total_minor == 750 and made.status == "CREATED" and made.owner_id == "o-1"
+        id_field = next(f.name for f in made.DESCRIPTOR.fields if f.name.endswith("_id") and f.name not in ("owner_id", "item_id"))
+        fetched = get(getattr(pb2, f"Get{entity}Request")(**{id_field: getattr(made, id_field)}), timeout=10)
+        assert getattr(fetched, field) == made
+        with pytest.raises(grpc.RpcError) as missing:
+            get(getattr(pb2, f"Get{entity}Request")(**{id_field: "does-not-exist"}), timeout=10)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as invalid:
+            create(getattr(pb2, f"Create{entity}Request")(owner_id="o-1"), timeout=10)
+        assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        for metric in EXPECTED_METRICS:
+            assert metric in metrics, f"{metric} not exposed"
+        assert f'method="Create{entity}"' in metrics and f'service="{full_name}"' in metrics
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) in (0, 143)
+        logs = proc.stdout.read()
+        assert '"message":"shutdown requested' in logs  # structured JSON logs, graceful stop
+        print(f"\n{name}: build {build_seconds:.1f}s, jar {jar.stat().st_size / 1e6:.1f} MB, "
+              f"ready {ready_seconds:.2f}s, first call {first_call_ms:.0f} ms")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_layering_violation_fails_the_build(rendered, tmp_path: Path):
+    """An adapter that reaches into the infrastructure compiles, but ArchUnit fails `mvn verify`."""
+    repo = rendered("defaults")
+    service = tmp_path / "order-service"
+    shutil.copytree(repo / "services" / "order-service", service)
+    answers = yaml.safe_load((repo / ".copier-answers.yml").read_text())
+    package = answers["services"][0]["package"]
+    adapter_pom = service / "order-service-adapter" / "pom.xml"
+    pom = adapter_pom.read_text()
+    adapter_pom.write_text(pom.replace("<dependencies>", f"""<dependencies>
+    <dependency>
+      <groupId>{package}</groupId>
+      <artifactId>order-service-infrastructure</artifactId>
+    </dependency>""", 1))
+    shortcut = service / "order-service-adapter" / "src" / "main" / "java" / Path(*package.split(".")) / "adapter" / "grpc" / "OrderCountShortcut.java"
+    shortcut.write_text(f"""package {package}.adapter.grpc;
+
+import {package}.infrastructure.order.OrderGatewayImpl;
+
+/** Skips the app layer: exactly what the architecture rules forbid. */
+public class OrderCountShortcut {{
+  private final OrderGatewayImpl gateway = new OrderGatewayImpl();
+
+  public boolean exists(String id) {{
+    return gateway.findById(id).isPresent();
+  }}
+}}
+""")
+    build = mvn(service, "verify")
+    assert build.returncode != 0
+    assert "adapter_does_not_depend_on_infrastructure" in build.stdout
+    assert "OrderCountShortcut" in build.stdout
+    assert "BUILD FAILURE" in build.stdout
