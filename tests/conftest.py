@@ -91,3 +91,37 @@ def rendered(template_repo: Path, tmp_path_factory: pytest.TempPathFactory):
         return cache[name]
 
     return _render
+
+
+def releases() -> dict:
+    return yaml.safe_load((ROOT / "releases.yml").read_text())
+
+
+def released_template(dest: Path) -> Path:
+    """A clone of this repository with the release tags of releases.yml re-created, and the
+    working tree (the code under test) committed on top and tagged as the next version."""
+    data = releases()
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(dest)], check=True)
+    for version, commit in data["releases"].items():
+        try:
+            git(dest, "cat-file", "-e", f"{commit}^{{commit}}")
+        except subprocess.CalledProcessError as exc:
+            raise RuntimeError(f"release {version} ({commit}) is not in this clone; a full (not shallow) "
+                               "clone of the repository is needed") from exc
+        git(dest, "tag", "-f", version, commit)
+    for part in (*TEMPLATE_PARTS, "releases.yml"):
+        target = dest / part
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.is_file():
+            shutil.copy2(src, target)
+    git(dest, "add", "-A")
+    if git(dest, "status", "--porcelain"):
+        git(dest, "commit", "-q", "-m", "working tree under test")
+    git(dest, "tag", "-f", data["next"])
+    return dest

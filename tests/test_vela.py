@@ -38,7 +38,7 @@ def vela() -> str:
 def dry_run(repo: Path, app: Path, tmp: Path) -> subprocess.CompletedProcess:
     defs = tmp / "definitions"
     defs.mkdir(exist_ok=True)
-    for path in sorted((repo / "platform" / "kubevela").glob("*.yaml")):
+    for path in sorted((repo / "platform" / "kubevela" / "definitions").glob("*.yaml")):
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
         if len(docs) == 1 and docs[0].get("kind", "").endswith("Definition"):  # vela reads one object per file
             shutil.copy(path, defs / path.name)
@@ -86,7 +86,7 @@ def test_vela_renders_every_application(fixture: str, rendered, schemas: Path, t
 def test_vela_rejects_a_broken_definition(rendered, tmp_path: Path):
     repo = tmp_path / "repo"
     shutil.copytree(rendered("valid/tencent-dev-argocd.yml"), repo)
-    definition = repo / "platform/kubevela/grpc-service.yaml"
+    definition = repo / "platform/kubevela/definitions/grpc-service.yaml"
     definition.write_text(definition.read_text().replace("replicas: parameter.replicas", "replicas: parameter.replica"))
     result = dry_run(repo, repo / "apps/order-service/application.yaml", tmp_path)
     assert result.returncode != 0 and "undefined field: replica" in result.stderr, result.stderr[-1000:]

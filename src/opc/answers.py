@@ -30,11 +30,23 @@ class AnswerError(ValueError):
     """Answers that Copier must never see; the message names the question and the rule."""
 
 
-def load_questions(template: Path) -> dict[str, Question]:
-    config = template / "copier.yml"
-    if not config.is_file():
-        config = template / "copier.yaml"
-    raw = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+def load_questions(template: Path, ref: str | None = None) -> dict[str, Question]:
+    """The questions of the template at ``template`` (a local path), at git ``ref`` if given."""
+    if ref is not None and (template / ".git").exists():
+        import subprocess
+
+        shown = subprocess.run(["git", "-C", str(template), "show", f"{ref}:copier.yml"], capture_output=True, text=True)
+        if shown.returncode != 0:
+            raise AnswerError(f"template version '{ref}' not found in {template}")
+        text = shown.stdout
+        if ref == "HEAD":  # Copier renders HEAD with the working tree's changes
+            text = (template / "copier.yml").read_text(encoding="utf-8")
+    else:
+        config = template / "copier.yml"
+        if not config.is_file():
+            config = template / "copier.yaml"
+        text = config.read_text(encoding="utf-8")
+    raw = yaml.safe_load(text) or {}
     questions = {}
     for name, spec in raw.items():
         if name.startswith("_"):

@@ -22,12 +22,12 @@ def main() -> None:
     """Scaffold, validate and upgrade a one-person company's multi-cloud GitOps repository."""
 
 
-def _collect_data(pairs: tuple[str, ...], data_file: Path | None, template: str) -> dict:
+def _collect_data(pairs: tuple[str, ...], data_file: Path | None, template: str, ref: str | None = None) -> dict:
     from .answers import load_data_file, parse_value
     from .render import questions_for
 
     data = load_data_file(data_file) if data_file else {}
-    questions = questions_for(template) or {}
+    questions = questions_for(template, ref) or {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
@@ -60,7 +60,7 @@ def new(destination: Path, pairs: tuple[str, ...], data_file: Path | None, defau
 
     try:
         source = template_root(template)
-        data = _collect_data(pairs, data_file, source)
+        data = _collect_data(pairs, data_file, source, vcs_ref)
         started = time.perf_counter()
         dest = render_new(destination, data, template=source, defaults=defaults, vcs_ref=vcs_ref, quiet=quiet)
     except (AnswerError, TemplateNotFound, FileExistsError) as exc:
@@ -168,7 +168,7 @@ def update(directory: Path, vcs_ref: str | None, pairs: tuple[str, ...], force: 
 
     try:
         src = str(read_answers(directory.resolve()).get("_src_path", ""))
-        data = _collect_data(pairs, None, src) if pairs else {}
+        data = _collect_data(pairs, None, src, vcs_ref) if pairs else {}
         result = run(directory, data=data, vcs_ref=vcs_ref, force=force, progress=_err)
     except (UpdateError, AnswerError, ValueError) as exc:
         _err(f"error: {exc}")

@@ -38,10 +38,17 @@ def template_root(explicit: str | None = None) -> str:
     return str(path)
 
 
-def questions_for(source: str):
-    """The questionnaire, when the template is a local path (remote ones are checked by Copier)."""
+def questions_for(source: str, ref: str | None = None):
+    """The questionnaire of the version to render, when the template is a local path (remote ones
+    are checked by Copier): ``ref``, else the newest release, else the working tree."""
     path = Path(source)
-    return load_questions(path) if path.is_dir() else None
+    if not path.is_dir():
+        return None
+    if ref is None and (path / ".git").exists():
+        from .update import newest_release
+
+        ref = newest_release(source)
+    return load_questions(path, ref)
 
 
 def render_new(
@@ -62,7 +69,7 @@ def render_new(
     import copier
 
     source = template_root(template)
-    questions = questions_for(source)
+    questions = questions_for(source, vcs_ref)
     if questions is not None:
         check_answers(data, questions)
     dest = dest.expanduser().absolute()

@@ -95,22 +95,97 @@ def _files(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and ".git" not in p.parts}
 
 
-def endangered_edits(repo: Path, src: str, old_ref: str, new_ref: str | None, old_data: dict[str, Any],
-                     new_data: dict[str, Any]) -> list[str]:
-    """Files the user changed that the new version deletes (or renames), with what happens to them."""
-    with tempfile.TemporaryDirectory(prefix="opc-update-") as tmp:
-        old = _render(src, old_ref, old_data, Path(tmp) / "old")
-        new = _render(src, new_ref, new_data, Path(tmp) / "new")
-        old_files, new_files = _files(old), _files(new)
-        notes = []
-        for rel in sorted(old_files - new_files):
-            mine = repo / rel
-            if not mine.is_file() or filecmp.cmp(mine, old / rel, shallow=False):
-                continue  # untouched (or already gone): the update may remove it
-            target = next((n for n in sorted(new_files - old_files)
-                           if filecmp.cmp(old / rel, new / n, shallow=False)), None)
-            notes.append(f"{rel}: edited here, {'renamed to ' + target if target else 'deleted'} by the new version")
-        return notes
+def newest_release(src: str) -> str | None:
+    from packaging.version import InvalidVersion, Version
+
+    out = subprocess.run(["git", "ls-remote", "--tags", src], capture_output=True, text=True, check=True).stdout
+    versions = []
+    for line in out.splitlines():
+        tag = line.rpartition("refs/tags/")[2].removesuffix("^{}")
+        try:
+            versions.append((Version(tag), tag))
+        except InvalidVersion:
+            continue
+    return max(versions)[1] if versions else None
+
+
+def migrations(src: str, old_ref: str, new_ref: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Answer renames and file moves the template declares for versions after old_ref up to new_ref."""
+    from packaging.version import InvalidVersion, Version
+
+    ref = new_ref or newest_release(src) or "HEAD"
+    if Path(src).is_dir() and ref == "HEAD":
+        path = Path(src) / "hooks" / "migrations.yml"
+        text = path.read_text() if path.is_file() else ""
+    elif Path(src).is_dir():
+        shown = subprocess.run(["git", "-C", src, "show", f"{ref}:hooks/migrations.yml"], capture_output=True, text=True)
+        text = shown.stdout if shown.returncode == 0 else ""
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", ref, src, tmp], check=True)
+            path = Path(tmp) / "hooks" / "migrations.yml"
+            text = path.read_text() if path.is_file() else ""
+    table = yaml.safe_load(text) or {}
+    try:
+        low = Version(old_ref)
+    except InvalidVersion:
+        low = Version("0")
+    try:
+        high = Version(ref)
+    except InvalidVersion:
+        high = None  # a commit or branch: every declared step newer than the project applies
+    answers: dict[str, str] = {}
+    files: dict[str, str] = {}
+    for version in sorted(table, key=Version):
+        if low < Version(version) and (high is None or Version(version) <= high):
+            answers.update((table[version] or {}).get("answers") or {})
+            files.update((table[version] or {}).get("files") or {})
+    return answers, files
+
+
+def endangered_edits(repo: Path, old: Path, new: Path, moved: dict[str, str]) -> list[str]:
+    """Files the user changed that the new version deletes (or renames), with what happens to them.
+
+    ``old`` and ``new`` are renders of the two versions with the project's answers. Files a
+    migration moves (``moved``: old path -> new path) are carried over, not endangered.
+    """
+    old_files, new_files = _files(old), _files(new)
+    notes = []
+    for rel in sorted(old_files - new_files):
+        mine = repo / rel
+        if not mine.is_file() or filecmp.cmp(mine, old / rel, shallow=False):
+            continue  # untouched (or already gone): the update may remove it
+        if moved.get(rel) in new_files:
+            continue  # a migration moves it, edits included
+        target = next((n for n in sorted(new_files - old_files) if filecmp.cmp(old / rel, new / n, shallow=False)), None)
+        notes.append(f"{rel}: edited here, {'renamed to ' + target if target else 'deleted'} by the new version")
+    return notes
+
+
+def merge_moved_edits(repo: Path, old: Path, new: Path, moved: dict[str, str], edited: dict[str, str]) -> list[str]:
+    """Re-merge the user's edits of moved files with the right base.
+
+    Copier sees a moved file as added on both sides and conflicts on every edit; the true
+    three-way merge is: base = the old version's file at the old path, ours = the user's copy,
+    theirs = the new version's file at the new path. Returns the files that still conflict.
+    """
+    conflicted = []
+    for source, target in moved.items():
+        if source not in edited or not (new / target).is_file():
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            mine, base = Path(tmp) / "mine", Path(tmp) / "base"
+            mine.write_text(edited[source])
+            base.write_text((old / source).read_text())
+            merged = subprocess.run(["git", "merge-file", "-p", "-L", "before updating", "-L", "base",
+                                     "-L", "after updating", str(mine), str(base), str(new / target)],
+                                    capture_output=True, text=True)
+        (repo / target).write_text(merged.stdout)
+        if merged.returncode == 0:
+            git(repo, "add", "--", target)
+        else:
+            conflicted.append(target)
+    return conflicted
 
 
 def scan_conflicts(repo: Path, paths: list[str]) -> list[str]:
@@ -136,7 +211,9 @@ def summarise(repo: Path, result: UpdateResult) -> UpdateResult:
         status, rel = line[:2], line[3:].strip().strip('"')
         if " -> " in rel:
             rel = rel.split(" -> ", 1)[1]
-        if status == "??" or "A" in status:
+        if status in ("UU", "AA", "DU", "UD"):
+            result.modified.append(rel)
+        elif status == "??" or "A" in status:
             result.added.append(rel)
         elif "D" in status:
             result.removed.append(rel)
@@ -159,18 +236,26 @@ def run(repo: Path, *, data: dict[str, Any] | None = None, vcs_ref: str | None =
         raise UpdateError(f"{ANSWERS_FILE} records no template source or version (_src_path, _commit)")
     data = dict(data or {})
     if Path(src).is_dir():
-        check_answers(data, load_questions(Path(src)))
+        check_answers(data, load_questions(Path(src), vcs_ref or newest_release(src)))
     current = user_answers(answers)
     progress(f"checking what {old_ref} -> {vcs_ref or 'the newest release'} would delete")
-    endangered = endangered_edits(repo, src, old_ref, vcs_ref, current, {**current, **data})
-    if endangered and not force:
-        raise UpdateError("the new version deletes or renames files you edited (use --force to update anyway; "
-                          "git keeps your version):\n  " + "\n  ".join(endangered))
-    progress("running copier update")
-    worker = copier.run_update(repo, data=data, vcs_ref=vcs_ref, defaults=True, overwrite=True, unsafe=True,
-                               quiet=True, conflict="inline", skip_answered=True)
+    renamed, moved = migrations(src, str(old_ref), vcs_ref)
+    migrated = {renamed.get(k, k): v for k, v in current.items()}
+    with tempfile.TemporaryDirectory(prefix="opc-update-") as tmp:
+        old = _render(src, str(old_ref), current, Path(tmp) / "old")
+        new = _render(src, vcs_ref, {**migrated, **data}, Path(tmp) / "new")
+        endangered = endangered_edits(repo, old, new, moved)
+        if endangered and not force:
+            raise UpdateError("the new version deletes or renames files you edited (use --force to update anyway; "
+                              "git keeps your version):\n  " + "\n  ".join(endangered))
+        edited = {src_path: (repo / src_path).read_text() for src_path in moved
+                  if (repo / src_path).is_file() and (old / src_path).is_file()
+                  and not filecmp.cmp(repo / src_path, old / src_path, shallow=False)}
+        progress("running copier update")
+        copier.run_update(repo, data=data, vcs_ref=vcs_ref, defaults=True, overwrite=True, unsafe=True,
+                          quiet=True, conflict="inline", skip_answered=True)
+        merge_moved_edits(repo, old, new, moved, edited)
     new_ref = read_answers(repo).get("_commit", "?")
-    del worker
     return summarise(repo, UpdateResult(str(old_ref), str(new_ref), endangered=endangered))
 
 

@@ -1,0 +1,172 @@
+"""Upgrades: from every release to the version under development, a project with local edits is
+updated with `opc update`; no edit is lost, conflicts fail the command, removals are reported.
+"""
+
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from conftest import git, released_template, releases
+from opc.cli import main
+from opc.render import render_new
+from opc.validate import validate_repo
+from opc.wiring import ALL_CHECKS
+
+RELEASES = list(releases()["releases"])
+NEXT = releases()["next"]
+MIGRATIONS = yaml.safe_load((Path(__file__).resolve().parents[1] / "hooks" / "migrations.yml").read_text())
+REMOVED = "infrastructure/controllers/istio/manifests/namespaces.yaml"  # split into one file per namespace
+MOVED = ("platform/kubevela/grpc-service.yaml", "platform/kubevela/definitions/grpc-service.yaml")
+UNCHANGED = "infrastructure/configs/istio/peer-authentication.yaml"
+REGISTRY = "registry.example.com/upgraded"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    return released_template(tmp_path_factory.mktemp("releases") / "opc")
+
+
+def render_at(template: Path, version: str, dest: Path, answers: dict) -> Path:
+    render_new(dest, answers, template=str(template), vcs_ref=version, quiet=True)
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", f"rendered at {version}")
+    return dest
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new, 1))
+
+
+def update(project: Path, *args: str):
+    return CliRunner().invoke(main, ["update", str(project), "--vcs-ref", NEXT, *args])
+
+
+def test_migrations_file_matches_the_template():
+    """Every migration moves a file to a path the template renders, and renames to a real question."""
+    questions = yaml.safe_load((Path(__file__).resolve().parents[1] / "copier.yml").read_text())
+    for version, steps in MIGRATIONS.items():
+        for old, new in (steps.get("answers") or {}).items():
+            assert new in questions and old not in questions, (version, old, new)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("release", RELEASES)
+def test_update_keeps_every_edit(release: str, template: Path, tmp_path: Path, schemas: Path):
+    project = render_at(template, release, tmp_path / "acme", {"container_registry": REGISTRY})
+    old_answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert old_answers["_commit"] == release and old_answers["container_registry"] == REGISTRY
+
+    # 1. a file the new version also changes (the README): a section of our own at its end
+    readme = project / "README.md"
+    readme.write_text(readme.read_text() + "\n## Our runbook\n\nPage the founder.\n")
+    # 2. a file the new version leaves alone
+    edit(project / UNCHANGED, "mode: STRICT", "mode: STRICT  # audited 2026-11")
+    # 3. a file of our own
+    (project / "docs").mkdir()
+    (project / "docs" / "decisions.md").write_text("# Decisions\n\nWe run two clouds.\n")
+    # 4. an edited file the new version removes
+    edit(project / REMOVED, "name: istio-ingress", "name: istio-ingress\n  annotations:\n    owner: founder")
+    # 5. an edited file the new version moves (v0.2.0 has it)
+    moved_edit = (project / MOVED[0]).is_file()
+    if moved_edit:
+        edit(project / MOVED[0], "  name: grpc-service\n", "  name: grpc-service\n  labels:\n    team: founder\n")
+    git(project, "commit", "-q", "-am", "our edits")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "our files")
+
+    stopped = update(project)
+    assert stopped.exit_code == 2
+    assert f"{REMOVED}: edited here, deleted by the new version" in stopped.output
+    assert MOVED[0] not in stopped.output  # moved by a migration, so not endangered
+    assert git(project, "status", "--porcelain") == ""  # nothing was touched
+
+    forced = update(project, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert f"forced: {REMOVED}" in forced.output
+    assert "0 conflicted" in forced.output
+
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == NEXT
+    assert answers["image_registry"] == REGISTRY and "container_registry" not in answers  # renamed answer
+    assert readme.read_text().endswith("## Our runbook\n\nPage the founder.\n")
+    assert "mode: STRICT  # audited 2026-11" in (project / UNCHANGED).read_text()
+    assert (project / "docs" / "decisions.md").read_text() == "# Decisions\n\nWe run two clouds.\n"
+    assert not (project / REMOVED).exists()
+    assert (project / "infrastructure/controllers/istio/manifests/istio-ingress.yaml").is_file()
+    assert f"image: {REGISTRY}/order-service:0.1.0" in (project / "apps/order-service/application.yaml").read_text()
+    if moved_edit:
+        assert not (project / MOVED[0]).exists()
+        assert "team: founder" in (project / MOVED[1]).read_text()
+    report = validate_repo(project, [schemas], wiring=ALL_CHECKS)
+    assert report.ok, [str(f) for f in report.findings][:20]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("release", RELEASES)
+def test_conflicting_edit_fails_the_update(release: str, template: Path, tmp_path: Path):
+    """An edit to a line the new version changes ends inside conflict markers, and the update fails."""
+    project = render_at(template, release, tmp_path / "acme", {})
+    old_render = tmp_path / "old"
+    new_render = tmp_path / "new"
+    render_new(old_render, {}, template=str(template), vcs_ref=release, quiet=True)
+    render_new(new_render, {}, template=str(template), vcs_ref=NEXT, quiet=True)
+    def changed_line(rel: str) -> str | None:
+        new_lines = set((new_render / rel).read_text().splitlines())
+        return next((line for line in (old_render / rel).read_text().splitlines()
+                     if line.strip() and not line.startswith("#") and line not in new_lines), None)
+
+    candidates = sorted(p.relative_to(old_render).as_posix() for p in old_render.rglob("*")
+                        if p.is_file() and (new_render / p.relative_to(old_render)).is_file())
+    target, changed = next((rel, changed_line(rel)) for rel in candidates
+                           if rel != ".copier-answers.yml" and changed_line(rel))
+    edit(project / target, changed, changed + " (our wording)")
+    git(project, "commit", "-q", "-am", "reword")
+
+    result = update(project)
+    assert result.exit_code == 1
+    assert f"CONFLICT  {target}" in result.output
+    text = (project / target).read_text()
+    assert "<<<<<<<" in text and "(our wording)" in text  # kept, inside the markers
+
+
+def test_update_refuses_a_dirty_tree(template: Path, tmp_path: Path):
+    project = render_at(template, RELEASES[-1], tmp_path / "acme", {})
+    (project / "scratch.txt").write_text("not committed")
+    result = update(project)
+    assert result.exit_code == 2 and "uncommitted changes" in result.output and "scratch.txt" in result.output
+
+
+def test_update_refuses_unknown_answers(template: Path, tmp_path: Path):
+    project = render_at(template, RELEASES[-1], tmp_path / "acme", {})
+    result = update(project, "-d", "enviroments=[prod]")
+    assert result.exit_code == 2 and "did you mean 'environments'" in result.output
+
+
+def test_migrate_script_is_idempotent_and_version_bounded(tmp_path: Path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "hooks" / "migrate.py"
+    project = tmp_path / "p"
+    (project / "platform/kubevela").mkdir(parents=True)
+    (project / ".copier-answers.yml").write_text("---\n# kept\ncontainer_registry: r.example/x  # ours\nclouds: [aliyun]\n")
+    (project / MOVED[0]).write_text("edited\n")
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "p")
+    run = lambda a, b: subprocess.run([sys.executable, str(script), a, b], cwd=project, check=True,  # noqa: E731
+                                      capture_output=True, text=True).stdout
+    assert run("0.3.0", "0.4.0") == ""  # nothing declared after 0.3.0
+    out = run("0.2.0", "0.3.0")
+    assert "answer container_registry -> image_registry" in out and f"moved {MOVED[0]}" in out
+    assert (project / ".copier-answers.yml").read_text() == "---\n# kept\nimage_registry: r.example/x  # ours\nclouds: [aliyun]\n"
+    assert (project / MOVED[1]).read_text() == "edited\n" and not (project / MOVED[0]).exists()
+    assert "moved" not in run("0.2.0", "0.3.0") and "answer" not in run("0.2.0", "0.3.0")  # idempotent
