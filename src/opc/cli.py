@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -177,6 +178,39 @@ def update(directory: Path, vcs_ref: str | None, pairs: tuple[str, ...], force: 
     if not result.ok:
         _err("error: conflicts remain in the files marked CONFLICT: resolve them, then commit")
         sys.exit(1)
+
+
+@main.command()
+@click.argument("base", required=False)
+@click.argument("head", required=False)
+@click.option("--dir", "directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".",
+              show_default=True, help="The rendered project (a git repository).")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+@click.option("--exit-code", is_flag=True, help="Exit 1 when objects differ.")
+def diff(base: str | None, head: str | None, directory: Path, fmt: str, exit_code: bool) -> None:
+    """Object-level diff of the rendered manifests between BASE and HEAD.
+
+    BASE defaults to the merge-base with main, HEAD to the working tree. Every deployable
+    kustomization is built at both with the real kustomize; objects are compared by cluster,
+    kind, namespace and name, with a YAML diff of each change.
+    """
+    import json
+
+    from .diff import render_json, render_markdown, render_text, run
+
+    try:
+        result = run(directory, base, head)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        detail = exc.stderr.strip() if isinstance(exc, subprocess.CalledProcessError) and exc.stderr else str(exc)
+        _err(f"error: {detail}")
+        sys.exit(2)
+    if fmt == "json":
+        click.echo(json.dumps(render_json(result), indent=2))
+    elif fmt == "markdown":
+        click.echo(render_markdown(result))
+    else:
+        click.echo(render_text(result))
+    sys.exit(1 if exit_code and not result.empty else 0)
 
 
 @main.group()
