@@ -16,9 +16,9 @@ from opc.wiring import ALL_CHECKS
 
 VALID = sorted((FIXTURES / "valid").glob("*.yml"))
 INVALID = sorted((FIXTURES / "invalid").glob("*.yml"))
-# A Jinja expression, statement or comment that survived rendering. Go templates ({{ .name }})
-# are legitimate in Argo CD ApplicationSets and are not matched.
-LEFTOVER_JINJA = re.compile(r"\{%|%\}|\{#|#\}|\{\{\s*(?!\.)[A-Za-z_]")
+# A Jinja expression, statement or comment that survived rendering. Go templates ({{ .name }}, in
+# Argo CD ApplicationSets) and GitHub Actions expressions (${{ github.ref }}) are not matched.
+LEFTOVER_JINJA = re.compile(r"\{%|%\}|\{#|#\}|(?<!\$)\{\{\s*(?!\.)[A-Za-z_]")
 
 
 def test_fixture_matrix_is_complete():
