@@ -50,7 +50,7 @@ def test_flux_diff_is_exactly_the_test_commit(repo):
     project = repo("valid/huawei-three-envs-flux.yml")
     make_test_commit(project)
     result = run(project, "HEAD~1", "HEAD")
-    clusters = ["huawei-dev", "huawei-prod", "huawei-staging"]
+    clusters = ["huawei-dev", "huawei-prod", "huawei-staging", "hub"]  # the hub runs the mesh too
     assert keys(result.changed) == {(c, "HelmRelease", "istio-system", "istiod") for c in clusters}
     assert keys(result.removed) == {(c, "PeerAuthentication", "istio-system", "default") for c in clusters}
     assert keys(result.added) == {(c, "Sidecar", "istio-system", "default") for c in clusters}
@@ -64,25 +64,27 @@ def test_argocd_diff_names_clusters_and_shared_units(repo):
     result = run(project, "HEAD~1", "HEAD")
     # the Helm values live in the cluster's Application; the config objects in the folder its
     # configs Application syncs
-    assert keys(result.changed) == {("tencent-dev", "Application", "argocd", "tencent-dev-istiod")}
-    assert keys(result.removed) == {("tencent-dev", "PeerAuthentication", "istio-system", "default")}
-    assert keys(result.added) == {("tencent-dev", "Sidecar", "istio-system", "default")}
+    # (the hub runs the mesh too, its own Application named plainly)
+    assert keys(result.changed) == {("tencent-dev", "Application", "argocd", "tencent-dev-istiod"),
+                                    ("hub", "Application", "argocd", "istiod")}
+    assert keys(result.removed) == {(c, "PeerAuthentication", "istio-system", "default") for c in ("tencent-dev", "hub")}
+    assert keys(result.added) == {(c, "Sidecar", "istio-system", "default") for c in ("tencent-dev", "hub")}
 
 
 def test_working_tree_default_and_formats(repo):
     project = repo("valid/aliyun-prod-flux.yml")
     assert run(project).empty  # merge-base with main .. working tree: nothing yet
-    istiod = project / ISTIOD
-    istiod.write_text(istiod.read_text().replace("autoscaleMax: 3", "autoscaleMax: 4"))
+    dapr = project / "infrastructure/controllers/dapr/release.yaml"  # on workload clusters only
+    dapr.write_text(dapr.read_text().replace("workloadCertTTL: 24h", "workloadCertTTL: 12h"))
     runner = CliRunner()
     text = runner.invoke(main, ["diff", "--dir", str(project), "--exit-code"])
     assert text.exit_code == 1 and "0 added, 0 removed, 1 changed" in text.output
-    assert "aliyun-prod\n  ~ HelmRelease.helm.toolkit.fluxcd.io istio-system/istiod" in text.output
+    assert "aliyun-prod\n  ~ HelmRelease.helm.toolkit.fluxcd.io dapr-system/dapr" in text.output
     markdown = runner.invoke(main, ["diff", "--dir", str(project), "--format", "markdown"]).output
-    assert "| aliyun-prod | changed | `HelmRelease.helm.toolkit.fluxcd.io istio-system/istiod` |" in markdown
-    assert "```diff" in markdown and "+    autoscaleMax: 4" in markdown
+    assert "| aliyun-prod | changed | `HelmRelease.helm.toolkit.fluxcd.io dapr-system/dapr` |" in markdown
+    assert "```diff" in markdown and "+        workloadCertTTL: 12h" in markdown
     data = json.loads(runner.invoke(main, ["diff", "--dir", str(project), "--format", "json"]).output)
-    assert [(c["scope"], c["kind"], c["name"]) for c in data["changed"]] == [("aliyun-prod", "HelmRelease", "istiod")]
+    assert [(c["scope"], c["kind"], c["name"]) for c in data["changed"]] == [("aliyun-prod", "HelmRelease", "dapr")]
 
 
 def test_units_are_what_engines_apply(rendered):

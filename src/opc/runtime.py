@@ -1,0 +1,173 @@
+"""Checks of the Dapr resources (the services' runtime), over all built objects.
+
+- every Component's metadata names only fields documented for its type (data/dapr-components.yaml,
+  plus the fields the runtime reads for every component of its category), sets the required
+  ones, keeps values within a field's allowed set, and takes credentials from a secretKeyRef;
+- a Component's type is one whose fields are documented (a new type needs its fields first);
+- Component, Resiliency and Subscription scopes name app ids of rendered services;
+- a Subscription's pub/sub, a Resiliency target's component, and a Configuration's OTLP endpoint
+  exist in the same build (the collector is an OpenTelemetryCollector listening on that port).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from .fleet import Fleet, SourceIndex, _name, _ns
+from .validate import Finding, Report, object_id
+
+DAPR_GROUP = "dapr.io/"
+
+
+@lru_cache(maxsize=1)
+def documented_components() -> dict[str, Any]:
+    """The documented fields per component type (see data/dapr-components.yaml)."""
+    text = resources.files("opc").joinpath("data/dapr-components.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def component_problems(component: dict[str, Any]) -> list[str]:
+    """What is wrong with one Dapr Component's type and metadata (nothing if it is right)."""
+    catalog = documented_components()
+    spec = component.get("spec") or {}
+    ctype, version = spec.get("type", ""), spec.get("version", "")
+    doc = catalog["types"].get(ctype)
+    if doc is None:
+        return [f"component type '{ctype}' has no documented fields in opc's catalog "
+                f"(documented: {', '.join(sorted(catalog['types']))})"]
+    problems = []
+    if version != doc["version"]:
+        problems.append(f"{ctype} is version {doc['version']}, not '{version}'")
+    fields = doc["fields"]
+    common = set(catalog["common"].get(ctype.split(".", 1)[0]) or [])
+    seen: dict[str, dict[str, Any]] = {}
+    for entry in spec.get("metadata") or []:
+        name = entry.get("name", "")
+        if name in seen:
+            problems.append(f"metadata '{name}' is set twice")
+        seen[name] = entry
+        if name not in fields and name not in common:
+            problems.append(f"metadata '{name}' is not a documented field of {ctype}")
+            continue
+        field = fields.get(name) or {}
+        has_value = "value" in entry
+        if field.get("secret") and has_value:
+            problems.append(f"metadata '{name}' is a credential: take it from a secretKeyRef, not a plain value")
+        allowed = field.get("allowed")
+        if allowed and has_value and str(entry["value"]) not in allowed:
+            problems.append(f"metadata '{name}' is '{entry['value']}', not one of {', '.join(allowed)}")
+        if not has_value and "secretKeyRef" not in entry and "envRef" not in entry:
+            problems.append(f"metadata '{name}' has no value, secretKeyRef or envRef")
+    for name, field in fields.items():
+        if field.get("required") and name not in seen:
+            problems.append(f"required metadata '{name}' of {ctype} is missing")
+    one_of = doc.get("one_of") or []
+    if one_of and not any(name in seen for name in one_of):
+        problems.append(f"{ctype} needs one of {', '.join(one_of)}")
+    return problems
+
+
+def _collector_endpoints(objects: list[dict[str, Any]]) -> set[str]:
+    """host:port of every OTLP gRPC receiver the rendered OpenTelemetryCollectors expose."""
+    endpoints = set()
+    for obj in objects:
+        if obj.get("kind") != "OpenTelemetryCollector":
+            continue
+        receivers = ((obj.get("spec") or {}).get("config") or {}).get("receivers") or {}
+        for name, receiver in receivers.items():
+            if name.split("/")[0] != "otlp":
+                continue
+            grpc = ((receiver or {}).get("protocols") or {}).get("grpc")
+            if grpc is None:
+                continue
+            port = str((grpc or {}).get("endpoint", "0.0.0.0:4317")).rsplit(":", 1)[-1]
+            host = f"{_name(obj)}-collector.{_ns(obj)}.svc.cluster.local"
+            endpoints.update({f"{host}:{port}", f"{_name(obj)}-collector.{_ns(obj)}.svc:{port}"})
+    return endpoints
+
+
+def _cluster_of(path: str) -> str | None:
+    """clusters/<name> for a build under a cluster's folder (all its layers check together)."""
+    parts = path.split("/")
+    return "/".join(parts[:2]) if len(parts) >= 2 and parts[0] == "clusters" else None
+
+
+def check_dapr(report: Report) -> list[Finding]:
+    by_cluster: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    built_in: dict[int, str] = {}
+    everything = []
+    for path, obj in report.objects():
+        built_in.setdefault(id(obj), path)
+        everything.append(obj)
+        cluster = _cluster_of(path)
+        if cluster:
+            by_cluster[cluster].append(obj)
+    fleet = Fleet.from_objects(everything)
+    app_ids = {c.get("name") for app in fleet.applications for c in (app.get("spec") or {}).get("components") or []}
+    sources = SourceIndex(report.root)
+    findings: list[Finding] = []
+    reported: set[tuple[str, str, str]] = set()
+
+    def fail(obj: dict[str, Any], message: str) -> None:
+        where = sources.locate(obj, built_in.get(id(obj), "?"))
+        key = (where, object_id(obj), message)
+        if key not in reported:  # the same file is built into several kustomizations
+            reported.add(key)
+            findings.append(Finding("wiring", where, object_id(obj), message))
+
+    # Each object on its own: a component's fields, and the app ids every scope names.
+    for obj in everything:
+        if not str(obj.get("apiVersion", "")).startswith(DAPR_GROUP):
+            continue
+        if obj.get("kind") == "Component":
+            for problem in component_problems(obj):
+                fail(obj, problem)
+        for scope in obj.get("scopes") or []:
+            if scope not in app_ids:
+                fail(obj, f"scope '{scope}' is not the app id of a rendered service "
+                          f"({', '.join(sorted(app_ids)) or 'none rendered'})")
+
+    # Within each cluster (all its layers): references between the objects it runs.
+    for objects in by_cluster.values():
+        dapr = [o for o in objects if str(o.get("apiVersion", "")).startswith(DAPR_GROUP)]
+        if not dapr:
+            continue
+        components = {(_ns(o), _name(o)): o for o in dapr if o.get("kind") == "Component"}
+        collectors = _collector_endpoints(objects)
+        for obj in dapr:
+            kind, spec = obj.get("kind"), obj.get("spec") or {}
+            if kind == "Subscription":
+                target = components.get((_ns(obj), spec.get("pubsubname")))
+                if target is None or not str((target.get("spec") or {}).get("type", "")).startswith("pubsub."):
+                    fail(obj, f"pubsubname '{spec.get('pubsubname')}' is not a pub/sub Component in "
+                              f"namespace '{_ns(obj)}'")
+            elif kind == "Resiliency":
+                policies = spec.get("policies") or {}
+                targets = spec.get("targets") or {}
+                for app_id, target in (targets.get("apps") or {}).items():
+                    if app_id not in app_ids:
+                        fail(obj, f"targets app '{app_id}', which is not a rendered service")
+                    _check_policy_refs(fail, obj, policies, target or {})
+                for name, target in (targets.get("components") or {}).items():
+                    if (_ns(obj), name) not in components:
+                        fail(obj, f"targets component '{name}', which is not rendered in namespace '{_ns(obj)}'")
+                    for direction in ("inbound", "outbound"):
+                        _check_policy_refs(fail, obj, policies, (target or {}).get(direction) or {})
+            elif kind == "Configuration":
+                otel = (spec.get("tracing") or {}).get("otel")
+                if otel and otel.get("endpointAddress") not in collectors:
+                    fail(obj, f"traces go to '{otel.get('endpointAddress')}', which is no OTLP gRPC receiver "
+                              f"of a rendered OpenTelemetryCollector ({', '.join(sorted(collectors)) or 'none'})")
+    return findings
+
+
+def _check_policy_refs(fail, obj: dict[str, Any], policies: dict[str, Any], target: dict[str, Any]) -> None:
+    for field, group in (("timeout", "timeouts"), ("retry", "retries"), ("circuitBreaker", "circuitBreakers")):
+        name = target.get(field)
+        if name and name not in (policies.get(group) or {}):
+            fail(obj, f"{field} policy '{name}' is not defined under spec.policies.{group}")
