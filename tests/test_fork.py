@@ -52,8 +52,8 @@ def add_cert_manager(fork: Path) -> None:
         "{% endcall %}\n")
     cluster = fork / "includes" / "cluster.jinja"
     text = cluster.read_text()
-    text, count = re.subn(r"\{% do dirs.extend\(\['klusterlet', 'openkruise', 'istio'\]\) %\}",
-                          "{% do dirs.extend(['klusterlet', 'cert-manager', 'openkruise', 'istio']) %}", text)
+    text, count = re.subn(r"\{% do dirs.extend\(\['klusterlet', 'openkruise', ",
+                          "{% do dirs.extend(['klusterlet', 'cert-manager', 'openkruise', ", text)
     assert count == 1
     cluster.write_text(text)
 

@@ -24,23 +24,46 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import FIXTURES, ROOT
+from observability import EXTERNAL_LABELS, dashboard_queries, rule_queries, service_selections
 
 MAVEN_REPO = ROOT / ".cache" / "m2"  # kept between runs; CI starts cold
 CASES = [("defaults", "order-service")] + [
     ("valid/three-services.yml", s["name"])
     for s in yaml.safe_load((FIXTURES / "valid" / "three-services.yml").read_text())["services"]
 ]
-# Metrics the dashboards and alerts of the platform query (platform/observability).
-EXPECTED_METRICS = [
-    "grpc_server_processing_duration_seconds_bucket",
-    "grpc_server_requests_received_messages_total",
-    "grpc_server_responses_sent_messages_total",
-    "jvm_memory_used_bytes",
-    "jvm_gc_pause_seconds_count",
-    "jvm_threads_live_threads",
-    "process_cpu_usage",
-    "logback_events_total",
-]
+
+
+def scraped_series(text: str) -> dict[str, list[dict[str, str]]]:
+    """Sample name -> the label sets of its samples, parsed from a Prometheus text scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    series: dict[str, list[dict[str, str]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            series.setdefault(sample.name, []).append(dict(sample.labels))
+    return series
+
+
+def unexposed_service_selections(repo: Path, scrape: str) -> list[str]:
+    """What the platform's dashboards and alerts select from the services that the scrape lacks."""
+    series = scraped_series(scrape)
+    problems = []
+    selections = service_selections(dashboard_queries(repo) + rule_queries(repo))
+    assert selections, "the dashboards and alerts query no service metric"
+    for selector in selections:
+        if selector.metric not in series:
+            problems.append(f"{selector.metric} is queried but not exposed")
+            continue
+        present = set().union(*series[selector.metric])
+        for label, matcher in selector.labels.items():
+            if label in EXTERNAL_LABELS:
+                continue
+            if label not in present:
+                problems.append(f"{selector.metric} has no label {label}")
+            elif label == "le" and matcher.startswith("=") and not matcher.startswith("=~"):
+                if not any(float(s["le"]) == float(matcher[1:]) for s in series[selector.metric]):
+                    problems.append(f"{selector.metric} has no bucket le={matcher[1:]}")
+    return problems
 
 
 def mvn_executable() -> str:
@@ -155,8 +178,8 @@ def test_service_builds_runs_and_answers_grpc(fixture: str, name: str, rendered,
         assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
-        for metric in EXPECTED_METRICS:
-            assert metric in metrics, f"{metric} not exposed"
+        # every service metric (and label, and SLO bucket) the platform's dashboards and alerts use
+        assert unexposed_service_selections(repo, metrics) == []
         assert f'method="Create{entity}"' in metrics and f'service="{full_name}"' in metrics
 
         proc.send_signal(signal.SIGTERM)
@@ -204,3 +227,21 @@ public class OrderCountShortcut {{
     assert "adapter_does_not_depend_on_infrastructure" in build.stdout
     assert "OrderCountShortcut" in build.stdout
     assert "BUILD FAILURE" in build.stdout
+
+
+def test_service_metric_check_catches_what_a_service_lacks(rendered):
+    """The live-scrape check above, on a scrape that lacks a metric, a label and the SLO bucket."""
+    scrape = "\n".join([
+        "# TYPE jvm_memory_used_bytes gauge",
+        'jvm_memory_used_bytes{application="order-service",id="G1 Eden Space"} 1.0',
+        "# TYPE grpc_server_processing_duration_seconds histogram",
+        'grpc_server_processing_duration_seconds_bucket{service="s",statusCode="OK",application="a",le="0.1"} 1.0',
+        'grpc_server_processing_duration_seconds_bucket{service="s",statusCode="OK",application="a",le="+Inf"} 1.0',
+        'grpc_server_processing_duration_seconds_count{service="s",statusCode="OK",application="a"} 1.0',
+        'grpc_server_processing_duration_seconds_sum{service="s",statusCode="OK",application="a"} 0.01',
+        "",
+    ])
+    problems = unexposed_service_selections(rendered("defaults"), scrape)
+    assert "logback_events_total is queried but not exposed" in problems
+    assert "jvm_memory_used_bytes has no label area" in problems
+    assert "grpc_server_processing_duration_seconds_bucket has no bucket le=0.25" in problems

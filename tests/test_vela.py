@@ -52,7 +52,7 @@ def dry_run(repo: Path, app: Path, tmp: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fixture", ["valid/all-clouds-flux.yml", "valid/tencent-dev-argocd.yml"])
+@pytest.mark.parametrize("fixture", ["valid/all-clouds-flux.yml", "valid/tencent-dev-argocd.yml", "valid/all-clouds-argocd.yml"])
 def test_vela_renders_every_application(fixture: str, rendered, schemas: Path, tmp_path: Path):
     repo = rendered(fixture)
     answers = yaml.safe_load((repo / ".copier-answers.yml").read_text())
@@ -80,6 +80,17 @@ def test_vela_renders_every_application(fixture: str, rendered, schemas: Path, t
                 annotations = obj["spec"]["template"]["metadata"]["annotations"]
                 assert annotations["dapr.io/app-protocol"] == "grpc"
                 assert annotations["sidecar.istio.io/inject"] == "true"
+                assert annotations["dapr.io/config"] == "appconfig"
+                pod = obj["spec"]["template"]["spec"]
+                env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+                if answers.get("java_tracing", "opentelemetry") == "opentelemetry":
+                    assert annotations["instrumentation.opentelemetry.io/inject-java"] == "true"
+                    assert "initContainers" not in pod and "javaagent" not in env["JAVA_TOOL_OPTIONS"]
+                else:  # the SkyWalking agent, copied in by an init container, reporting to the hub
+                    assert "instrumentation.opentelemetry.io/inject-java" not in annotations
+                    assert [c["name"] for c in pod["initContainers"]] == ["skywalking-agent"]
+                    assert "-javaagent:/skywalking/agent/skywalking-agent.jar" in env["JAVA_TOOL_OPTIONS"]
+                    assert env["SW_AGENT_COLLECTOR_BACKEND_SERVICES"] == f"oap.{answers['base_domain']}:443"
 
 
 @pytest.mark.slow
