@@ -4,6 +4,9 @@
 For the default answers and for the largest answer fixture it measures
   - `copier copy` of this template (from a clean git snapshot, as users render it),
   - `copier copy` of a trivial template with the same number of files (Copier's own floor),
+  - `copier copy` of a trivial template with the same file paths (Copier's floor for this tree:
+    Copier compiles every path segment, and the answers-file path once per segment, so deep
+    trees such as the Java services' Maven layout cost more per file than flat ones),
   - `opc validate` of the result, and the bare `kustomize` builds it runs, one after another.
 Each time is the median of --repeat runs. Usage: bench/render_bench.py [--repeat N]
 """
@@ -61,6 +64,24 @@ def trivial_template(dest: Path, files: int) -> Path:
     return dest
 
 
+def same_tree_template(dest: Path, rendered: Path) -> Path:
+    """A template with the rendered repository's file paths (plain names), each file trivial."""
+    (dest / "template").mkdir(parents=True)
+    (dest / "copier.yml").write_text("_subdirectory: template\nname:\n  type: str\n  default: acme\n")
+    (dest / "template" / "{{ _copier_conf.answers_file }}.jinja").write_text("{{ _copier_answers | to_nice_yaml }}")
+    for path in rendered.rglob("*"):
+        rel = path.relative_to(rendered)
+        if not path.is_file() or ".git" in rel.parts or rel.name == ".copier-answers.yml":
+            continue
+        target = dest / "template" / f"{rel}.jinja"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("---\nname: {{ name }}\n")
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "same tree")
+    return dest
+
+
 def bare_builds(repo: Path) -> tuple[float, int, int]:
     """Sequential kustomize builds of every kustomization: seconds, builds, objects."""
     command = kustomize_command()
@@ -81,7 +102,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="opc-bench-"))
     template = snapshot_template(work / "template")
     largest = max(sorted((FIXTURES / "valid").glob("*.yml")),
-                  key=lambda p: len(load_fixture(p).get("clouds", [])) * len(load_fixture(p).get("environments", [])))
+                  key=lambda p: (len(load_fixture(p).get("clouds", [])) * len(load_fixture(p).get("environments", [])),
+                                 len(load_fixture(p).get("services", []))))
     cases = [("defaults", None), (largest.stem, largest)]
     rows = []
     for name, fixture in cases:
@@ -97,18 +119,24 @@ def main() -> None:
         floor = timed([COPIER, "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD", str(trivial),
                        str(floor_out)], args.repeat,
                       before=lambda: subprocess.run(["rm", "-rf", str(floor_out)], check=True))
+        tree = same_tree_template(work / f"tree-{name}", out)
+        tree_out = work / f"tree-out-{name}"
+        tree_floor = timed([COPIER, "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD", str(tree),
+                            str(tree_out)], args.repeat,
+                           before=lambda: subprocess.run(["rm", "-rf", str(tree_out)], check=True))
         validate = timed([OPC, "validate", str(out), "--schema-dir", str(schemas), "-q"], args.repeat)
         bare, builds, objects = min((bare_builds(out) for _ in range(args.repeat)), key=lambda r: r[0])
-        rows.append((name, files, render, floor, validate, bare, builds, objects))
+        rows.append((name, files, render, floor, tree_floor, validate, bare, builds, objects))
 
     print(f"machine: {os.cpu_count()} cores; {' '.join(kustomize_command())}; median of {args.repeat} runs\n")
-    header = ("answers", "files", "copier copy", "trivial floor", "ratio", "objects", "builds",
-              "opc validate", "bare kustomize", "ratio")
+    header = ("answers", "files", "copier copy", "trivial floor", "ratio", "same-tree floor", "ratio", "objects",
+              "builds", "opc validate", "bare kustomize", "ratio")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for name, files, render, floor, validate, bare, builds, objects in rows:
-        print(f"| {name} | {files} | {render:.2f}s | {floor:.2f}s | {render / floor:.2f}x | {objects} | {builds} | "
-              f"{validate:.2f}s | {bare:.2f}s | {validate / bare:.2f}x |")
+    for name, files, render, floor, tree_floor, validate, bare, builds, objects in rows:
+        print(f"| {name} | {files} | {render:.2f}s | {floor:.2f}s | {render / floor:.2f}x | {tree_floor:.2f}s | "
+              f"{render / tree_floor:.2f}x | {objects} | {builds} | {validate:.2f}s | {bare:.2f}s | "
+              f"{validate / bare:.2f}x |")
     print("\ntargets: copier copy <= 1.3x the trivial floor; opc validate <= 2x the bare kustomize builds")
 
 

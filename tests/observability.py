@@ -118,11 +118,21 @@ def recorded_series(repo: Path) -> set[str]:
             if "record" in rule}
 
 
+# Debian's promtool (Prometheus 2.42) and promtool 3.9.1, the line the clusters run
+# (kube-prometheus-stack 82): a rule must satisfy both.
+PROMTOOLS = ("promtool", "promtool3")
+
+
 def promtool_check_rules(groups: list[dict[str, Any]], workdir: Path, name: str = "rules.yaml") -> subprocess.CompletedProcess:
-    """`promtool check rules` on a rule file holding these groups."""
+    """`promtool check rules` on a rule file holding these groups, with each promtool; the result
+    fails if either fails, and its output is both outputs, each under its promtool's name."""
     path = workdir / name
     path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
-    return subprocess.run([tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True)
+    runs = [subprocess.run([tool(exe), "check", "rules", str(path)], capture_output=True, text=True) for exe in PROMTOOLS]
+    return subprocess.CompletedProcess(
+        runs[0].args, max(r.returncode for r in runs),
+        "".join(f"[{exe}]\n{r.stdout}" for exe, r in zip(PROMTOOLS, runs)),
+        "".join(f"[{exe}]\n{r.stderr}" for exe, r in zip(PROMTOOLS, runs)))
 
 
 def as_recording_rules(queries: list[Query]) -> list[dict[str, Any]]:
@@ -194,3 +204,41 @@ def service_selections(queries: list[Query]) -> list[Selector]:
         if isinstance(found, list):
             picked.extend(s for s in found if s.metric.startswith(SERVICE_PREFIXES))
     return picked
+
+
+@lru_cache(maxsize=1)
+def exporter_of() -> dict[str, str]:
+    """metric name -> the exporter (entry of known-metrics.yaml) that exposes it."""
+    catalog = yaml.safe_load((DATA / "known-metrics.yaml").read_text())
+    return {metric: exporter for exporter, entry in catalog.items() for metric in entry["metrics"]}
+
+
+def scrapers(repo: Path) -> dict[str, bool]:
+    """Which exporters the rendered repository has Prometheus scrape (monitors, or the release or
+    operator setting that creates them)."""
+    objects = [doc for path in sorted(repo.rglob("*.yaml")) if ".git" not in path.parts for doc in documents(path)]
+    monitors = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects
+                if o.get("kind") in ("ServiceMonitor", "PodMonitor")}
+    company = yaml.safe_load((repo / ".copier-answers.yml").read_text())["company_slug"]
+    collectors = [o for o in objects if o.get("kind") == "OpenTelemetryCollector"]
+    return {
+        "dapr": {("PodMonitor", company, "dapr-sidecars"), ("PodMonitor", "dapr-system", "dapr-control-plane")} <= monitors,
+        "istio": {("PodMonitor", company, "envoy-stats"), ("ServiceMonitor", "istio-system", "istiod")} <= monitors,
+        "fluentd": ("PodMonitor", "logging", "fluentd") in monitors,
+        # kube-prometheus-stack's own monitors: kubelet/cAdvisor, kube-state-metrics, node-exporter
+        "kubernetes": (repo / "infrastructure/controllers/kube-prometheus-stack/release.yaml").is_file(),
+        "otelcol": bool(collectors) and all(
+            ((c["spec"].get("observability") or {}).get("metrics") or {}).get("enableMetrics") for c in collectors),
+    }
+
+
+def unscraped_selections(queries: list[Query], repo: Path) -> list[str]:
+    """Metrics the queries select whose exporter nothing in the repository scrapes."""
+    scraped, owner = scrapers(repo), exporter_of()
+    problems = []
+    for query, found in zip(queries, selectors([q.expr for q in queries])):
+        for selector in found if isinstance(found, list) else []:
+            exporter = owner.get(selector.metric)
+            if exporter and not scraped.get(exporter):
+                problems.append(f"{query.where}: {selector.metric} comes from {exporter}, which nothing scrapes")
+    return problems

@@ -16,8 +16,8 @@ import yaml
 
 from observability import (DASHBOARDS, Query, as_recording_rules, dashboard_queries, dashboards, documents, panels,
                            prometheus_rules, promtool_check_rules, recorded_series, rule_queries, tool,
-                           unknown_selections)
-from opc.runtime import check_dapr, component_problems
+                           unknown_selections, unscraped_selections)
+from opc.runtime import check_dapr, check_telemetry, component_problems
 from opc.validate import validate_repo
 
 FIXTURES = ["valid/aliyun-prod-flux.yml", "valid/all-clouds-argocd.yml", "valid/three-services.yml"]
@@ -31,14 +31,14 @@ SCHEMA_VERSION = 39
 def test_promtool_accepts_every_prometheus_rule(fixture: str, rendered, tmp_path: Path):
     repo = rendered(fixture)
     found = prometheus_rules(repo)
-    assert len(found) == 2  # per-service SLOs and platform alerts
+    assert len(found) == 3  # per-service SLOs, runtime alerts (workload clusters), platform alerts
     total = 0
     for index, (path, rule_object) in enumerate(found):
         groups = rule_object["spec"]["groups"]
         result = promtool_check_rules(groups, tmp_path, f"rules-{index}.yaml")
         assert result.returncode == 0, f"{path}: {result.stdout}{result.stderr}"
         count = sum(len(g["rules"]) for g in groups)
-        assert f"SUCCESS: {count} rules found" in result.stdout
+        assert result.stdout.count(f"SUCCESS: {count} rules found") == 2  # both promtools
         total += count
     services = len(yaml.safe_load((repo / ".copier-answers.yml").read_text())["services"])
     # per service: 2 objectives x 5 windows recorded, 2 objectives x 2 severities alerted
@@ -51,12 +51,12 @@ def test_promtool_parses_every_dashboard_query(fixture: str, rendered, tmp_path:
     assert len(queries) >= 45
     result = promtool_check_rules(as_recording_rules(queries), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(queries)} rules found" in result.stdout
+    assert result.stdout.count(f"SUCCESS: {len(queries)} rules found") == 2
 
 
 def test_promtool_rejects_broken_rules_and_queries(rendered, tmp_path: Path):
     repo = rendered("valid/aliyun-prod-flux.yml")
-    _, rule_object = prometheus_rules(repo)[0]
+    rule_object = next(obj for _, obj in prometheus_rules(repo) if obj["metadata"]["name"] == "service-slos")
     groups = copy.deepcopy(rule_object["spec"]["groups"])
     groups[0]["rules"][0]["expr"] = groups[0]["rules"][0]["expr"].replace("[5m]))", "[5m])", 1)
     broken = promtool_check_rules(groups, tmp_path, "broken-rule.yaml")
@@ -156,6 +156,24 @@ def test_every_queried_metric_is_exposed(fixture: str, rendered):
     repo = rendered(fixture)
     queries = dashboard_queries(repo) + rule_queries(repo)
     assert unknown_selections(queries, recorded_series(repo)) == []
+
+
+@pytest.mark.parametrize("fixture", FIXTURES)
+def test_every_queried_metric_is_scraped(fixture: str, rendered):
+    """Exposed is not enough: a monitor (or the operator or chart that makes one) must scrape it."""
+    repo = rendered(fixture)
+    assert unscraped_selections(dashboard_queries(repo) + rule_queries(repo), repo) == []
+
+
+def test_scrape_check_catches_an_unscraped_exporter(rendered, tmp_path: Path):
+    repo = tmp_path / "repo"
+    shutil.copytree(rendered("valid/aliyun-prod-flux.yml"), repo)
+    monitors = repo / "platform/observability/common/monitors.yaml"
+    docs = [d for d in documents(monitors) if d["metadata"]["name"] != "fluentd"]
+    monitors.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    problems = unscraped_selections(dashboard_queries(repo) + rule_queries(repo), repo)
+    assert problems and all("fluentd_" in p and "comes from fluentd, which nothing scrapes" in p for p in problems)
+    assert any("FluentdOutputErrors" in p for p in problems)
 
 
 def test_metric_check_catches_what_nothing_exposes(rendered):
@@ -273,3 +291,18 @@ def test_dapr_wiring_is_checked_across_the_cluster(rendered, schemas: Path, tmp_
     assert any("subscriptions.yaml: scope 'billing-service' is not the app id of a rendered service" in m
                for m in messages)
     assert any("configuration.yaml: traces go to 'traces-collector." in m for m in messages)
+
+
+def test_telemetry_wiring_is_checked(rendered, schemas: Path, tmp_path: Path):
+    """The Java agent and the mesh must send to a collector's OTLP receiver on their cluster."""
+    repo = tmp_path / "repo"
+    shutil.copytree(rendered("valid/aliyun-prod-flux.yml"), repo)
+    assert validate_repo(repo, [schemas], lint=False, wiring=[check_telemetry]).findings == []
+    instrumentation = repo / "platform/observability/cluster/instrumentation.yaml"
+    instrumentation.write_text(instrumentation.read_text().replace(":4318", ":4319"))
+    telemetry = repo / "platform/observability/cluster/telemetry.yaml"
+    telemetry.write_text(telemetry.read_text().replace("name: otel-tracing", "name: zipkin"))
+    messages = [f.message for f in validate_repo(repo, [schemas], lint=False, wiring=[check_telemetry]).findings]
+    assert any("the agents export to 'http://cluster-collector.opentelemetry-operator-system.svc.cluster.local:4319'"
+               in m for m in messages)
+    assert "tracing provider 'zipkin' is not an extension provider of istiod's meshConfig" in messages

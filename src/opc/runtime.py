@@ -1,4 +1,4 @@
-"""Checks of the Dapr resources (the services' runtime), over all built objects.
+"""Checks of the services' runtime (Dapr) and of where telemetry is sent, over all built objects.
 
 - every Component's metadata names only fields documented for its type (data/dapr-components.yaml,
   plus the fields the runtime reads for every component of its category), sets the required
@@ -6,7 +6,9 @@
 - a Component's type is one whose fields are documented (a new type needs its fields first);
 - Component, Resiliency and Subscription scopes name app ids of rendered services;
 - a Subscription's pub/sub, a Resiliency target's component, and a Configuration's OTLP endpoint
-  exist in the same build (the collector is an OpenTelemetryCollector listening on that port).
+  exist in the same cluster (the collector is an OpenTelemetryCollector listening on that port);
+- the same holds for the Java agent's Instrumentation and for the mesh's tracing provider
+  (a Telemetry resource names an extension provider of istiod's meshConfig).
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ def component_problems(component: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _collector_endpoints(objects: list[dict[str, Any]]) -> set[str]:
-    """host:port of every OTLP gRPC receiver the rendered OpenTelemetryCollectors expose."""
+def _collector_endpoints(objects: list[dict[str, Any]], protocol: str = "grpc") -> set[str]:
+    """host:port of every OTLP receiver (gRPC or HTTP) the rendered OpenTelemetryCollectors expose."""
+    default_port = {"grpc": "4317", "http": "4318"}[protocol]
     endpoints = set()
     for obj in objects:
         if obj.get("kind") != "OpenTelemetryCollector":
@@ -82,13 +85,25 @@ def _collector_endpoints(objects: list[dict[str, Any]]) -> set[str]:
         for name, receiver in receivers.items():
             if name.split("/")[0] != "otlp":
                 continue
-            grpc = ((receiver or {}).get("protocols") or {}).get("grpc")
-            if grpc is None:
+            protocols = (receiver or {}).get("protocols") or {}
+            if protocol not in protocols:
                 continue
-            port = str((grpc or {}).get("endpoint", "0.0.0.0:4317")).rsplit(":", 1)[-1]
-            host = f"{_name(obj)}-collector.{_ns(obj)}.svc.cluster.local"
-            endpoints.update({f"{host}:{port}", f"{_name(obj)}-collector.{_ns(obj)}.svc:{port}"})
+            port = str((protocols[protocol] or {}).get("endpoint", f"0.0.0.0:{default_port}")).rsplit(":", 1)[-1]
+            service = f"{_name(obj)}-collector.{_ns(obj)}"
+            endpoints.update({f"{service}.svc.cluster.local:{port}", f"{service}.svc:{port}"})
     return endpoints
+
+
+def _release_values(objects: list[dict[str, Any]], release: str) -> dict[str, Any] | None:
+    """The values of a Helm release, delivered as a Flux HelmRelease or an Argo CD Application."""
+    for obj in objects:
+        if obj.get("kind") == "HelmRelease" and _name(obj) == release:
+            return (obj.get("spec") or {}).get("values") or {}
+        if obj.get("kind") == "Application" and (_name(obj) == release or _name(obj).endswith("-" + release)):
+            sources = (obj.get("spec") or {}).get("sources") or []
+            if sources and "chart" in sources[0]:
+                return ((sources[0].get("helm") or {}).get("valuesObject")) or {}
+    return None
 
 
 def _cluster_of(path: str) -> str | None:
@@ -163,6 +178,53 @@ def check_dapr(report: Report) -> list[Finding]:
                 if otel and otel.get("endpointAddress") not in collectors:
                     fail(obj, f"traces go to '{otel.get('endpointAddress')}', which is no OTLP gRPC receiver "
                               f"of a rendered OpenTelemetryCollector ({', '.join(sorted(collectors)) or 'none'})")
+    return findings
+
+
+def check_telemetry(report: Report) -> list[Finding]:
+    """Within each cluster: the Java agent's Instrumentation and the mesh's tracing provider send
+    to an OTLP receiver of a rendered OpenTelemetryCollector."""
+    by_cluster: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    built_in: dict[int, str] = {}
+    for path, obj in report.objects():
+        built_in.setdefault(id(obj), path)
+        cluster = _cluster_of(path)
+        if cluster:
+            by_cluster[cluster].append(obj)
+    sources = SourceIndex(report.root)
+    findings: list[Finding] = []
+    reported: set[tuple[str, str, str]] = set()
+
+    def fail(obj: dict[str, Any], message: str) -> None:
+        where = sources.locate(obj, built_in.get(id(obj), "?"))
+        if (where, object_id(obj), message) not in reported:
+            reported.add((where, object_id(obj), message))
+            findings.append(Finding("wiring", where, object_id(obj), message))
+
+    for objects in by_cluster.values():
+        grpc, http = _collector_endpoints(objects, "grpc"), _collector_endpoints(objects, "http")
+        for obj in objects:
+            if obj.get("kind") == "Instrumentation":
+                endpoint = str(((obj.get("spec") or {}).get("exporter") or {}).get("endpoint", ""))
+                address = endpoint.split("://", 1)[-1].rstrip("/")
+                if address not in grpc | http:
+                    fail(obj, f"the agents export to '{endpoint}', which is no OTLP receiver of a rendered "
+                              f"OpenTelemetryCollector ({', '.join(sorted(grpc | http)) or 'none'})")
+            if obj.get("kind") == "Telemetry":
+                istiod = _release_values(objects, "istiod")
+                providers = {p.get("name"): p for p in ((istiod or {}).get("meshConfig") or {}).get("extensionProviders") or []}
+                for tracing in (obj.get("spec") or {}).get("tracing") or []:
+                    for ref in tracing.get("providers") or []:
+                        provider = providers.get(ref.get("name"))
+                        if provider is None:
+                            fail(obj, f"tracing provider '{ref.get('name')}' is not an extension provider of "
+                                      "istiod's meshConfig")
+                            continue
+                        otel = provider.get("opentelemetry") or {}
+                        if f"{otel.get('service')}:{otel.get('port')}" not in grpc:
+                            fail(obj, f"tracing provider '{ref.get('name')}' sends to "
+                                      f"'{otel.get('service')}:{otel.get('port')}', which is no OTLP gRPC receiver "
+                                      f"of a rendered OpenTelemetryCollector ({', '.join(sorted(grpc)) or 'none'})")
     return findings
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from .fleet import (BUILTIN_COMPONENTS, BUILTIN_POLICIES, BUILTIN_STEPS, BUILTIN_TRAIT_WORKLOADS, BUILTIN_TRAITS, Fleet,
                     SourceIndex, _name, _ns)
 from .policy import check_policies
-from .runtime import check_dapr
+from .runtime import check_dapr, check_telemetry
 from .validate import Finding, Report, object_id
 
 
@@ -105,4 +105,4 @@ def check_wiring(report: Report) -> list[Finding]:
     return findings
 
 
-ALL_CHECKS = [check_policies, check_wiring, check_dapr]
+ALL_CHECKS = [check_policies, check_wiring, check_dapr, check_telemetry]
