@@ -27,6 +27,24 @@ from conftest import FIXTURES, ROOT
 from observability import EXTERNAL_LABELS, dashboard_queries, rule_queries, service_selections
 
 MAVEN_REPO = ROOT / ".cache" / "m2"  # kept between runs; CI starts cold
+
+
+def _other_builds() -> list[tuple[str, str]]:
+    """Every other fixture's services, once per distinct company (the names a service's Java
+    package and classes derive from): built and tested with Maven."""
+    seen = {(None, None)}  # the defaults, built and run above
+    builds = []
+    for path in sorted((FIXTURES / "valid").glob("*.yml")):
+        answers = yaml.safe_load(path.read_text()) or {}
+        company = (answers.get("company_name"), answers.get("company_slug"))
+        if path.name == "three-services.yml" or company in seen:
+            continue
+        seen.add(company)
+        builds += [(f"valid/{path.name}", svc.get("name", "order-service")) for svc in answers.get("services", [{}])]
+    return builds
+
+
+OTHER_BUILDS = _other_builds()
 CASES = [("defaults", "order-service")] + [
     ("valid/three-services.yml", s["name"])
     for s in yaml.safe_load((FIXTURES / "valid" / "three-services.yml").read_text())["services"]
@@ -191,6 +209,19 @@ def test_service_builds_runs_and_answers_grpc(fixture: str, name: str, rendered,
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture, name", OTHER_BUILDS, ids=[f"{Path(f).stem}-{n}" for f, n in OTHER_BUILDS])
+def test_every_fixtures_service_builds(fixture: str, name: str, rendered, tmp_path: Path):
+    """`mvn -B verify` (compile, unit and ArchUnit tests, jar) for the services of every fixture:
+    packages and names derived from odd company names must still make valid Java."""
+    service = tmp_path / name
+    shutil.copytree(rendered(fixture) / "services" / name, service)
+    build = mvn(service, "verify")
+    assert build.returncode == 0, build.stdout[-4000:]
+    assert "Tests run:" in build.stdout and "BUILD SUCCESS" in build.stdout
+    assert (service / "start" / "target" / f"{name}.jar").is_file()
 
 
 @pytest.mark.slow
