@@ -4,12 +4,12 @@ updated with `opc update`; no edit is lost, conflicts fail the command, removals
 
 from __future__ import annotations
 
-import filecmp
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from packaging.version import Version
 
 from conftest import git, released_template, releases
 from opc.cli import main
@@ -24,6 +24,9 @@ REMOVED = "infrastructure/controllers/istio/manifests/namespaces.yaml"  # split 
 MOVED = ("platform/kubevela/grpc-service.yaml", "platform/kubevela/definitions/grpc-service.yaml")
 UNCHANGED = "infrastructure/configs/istio/peer-authentication.yaml"
 REGISTRY = "registry.example.com/upgraded"
+# Releases before v0.3.0 name the registry answer container_registry, keep the Istio namespaces
+# in one file (REMOVED) and the KubeVela definitions beside their kustomization (MOVED[0]).
+OLD_LAYOUT = {r for r in RELEASES if Version(r.lstrip("v")) < Version("0.3.0")}
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +63,13 @@ def test_migrations_file_matches_the_template():
 @pytest.mark.slow
 @pytest.mark.parametrize("release", RELEASES)
 def test_update_keeps_every_edit(release: str, template: Path, tmp_path: Path, schemas: Path):
-    project = render_at(template, release, tmp_path / "acme", {"container_registry": REGISTRY})
+    old_layout = release in OLD_LAYOUT
+    registry_answer = "container_registry" if old_layout else "image_registry"
+    project = render_at(template, release, tmp_path / "acme", {registry_answer: REGISTRY})
     old_answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    assert old_answers["_commit"] == release and old_answers["container_registry"] == REGISTRY
+    assert old_answers["_commit"] == release and old_answers[registry_answer] == REGISTRY
 
-    # 1. a file the new version also changes (the README): a section of our own at its end
+    # 1. a file the new version may also change (the README): a section of our own at its end
     readme = project / "README.md"
     readme.write_text(readme.read_text() + "\n## Our runbook\n\nPage the founder.\n")
     # 2. a file the new version leaves alone
@@ -72,8 +77,9 @@ def test_update_keeps_every_edit(release: str, template: Path, tmp_path: Path, s
     # 3. a file of our own
     (project / "docs").mkdir()
     (project / "docs" / "decisions.md").write_text("# Decisions\n\nWe run two clouds.\n")
-    # 4. an edited file the new version removes
-    edit(project / REMOVED, "name: istio-ingress", "name: istio-ingress\n  annotations:\n    owner: founder")
+    # 4. an edited file the new version removes (releases before v0.3.0 have one)
+    if old_layout:
+        edit(project / REMOVED, "name: istio-ingress", "name: istio-ingress\n  annotations:\n    owner: founder")
     # 5. an edited file the new version moves (v0.2.0 has it)
     moved_edit = (project / MOVED[0]).is_file()
     if moved_edit:
@@ -82,16 +88,19 @@ def test_update_keeps_every_edit(release: str, template: Path, tmp_path: Path, s
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "our files")
 
-    stopped = update(project)
-    assert stopped.exit_code == 2
-    assert f"{REMOVED}: edited here, deleted by the new version" in stopped.output
-    assert MOVED[0] not in stopped.output  # moved by a migration, so not endangered
-    assert git(project, "status", "--porcelain") == ""  # nothing was touched
-
-    forced = update(project, "--force")
-    assert forced.exit_code == 0, forced.output
-    assert f"forced: {REMOVED}" in forced.output
-    assert "0 conflicted" in forced.output
+    if old_layout:
+        stopped = update(project)
+        assert stopped.exit_code == 2
+        assert f"{REMOVED}: edited here, deleted by the new version" in stopped.output
+        assert MOVED[0] not in stopped.output  # moved by a migration, so not endangered
+        assert git(project, "status", "--porcelain") == ""  # nothing was touched
+        updated = update(project, "--force")
+        assert updated.exit_code == 0, updated.output
+        assert f"forced: {REMOVED}" in updated.output
+    else:
+        updated = update(project)
+        assert updated.exit_code == 0, updated.output
+    assert "0 conflicted" in updated.output
 
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["_commit"] == NEXT
@@ -109,32 +118,33 @@ def test_update_keeps_every_edit(release: str, template: Path, tmp_path: Path, s
     assert report.ok, [str(f) for f in report.findings][:20]
 
 
+def template_changing(template: Path, dest: Path, path: str, old: str, new: str, tag: str) -> Path:
+    """A clone of the release template with one more version, `tag`, that changes one line."""
+    git(dest.parent, "clone", "--quiet", str(template), str(dest))
+    for line in git(template, "tag").split():
+        git(dest, "tag", "-f", line, git(template, "rev-list", "-n", "1", line).strip())
+    edit(dest / path, old, new)
+    git(dest, "commit", "-q", "-am", "a newer version changes a line")
+    git(dest, "tag", tag)
+    return dest
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("release", RELEASES)
 def test_conflicting_edit_fails_the_update(release: str, template: Path, tmp_path: Path):
-    """An edit to a line the new version changes ends inside conflict markers, and the update fails."""
-    project = render_at(template, release, tmp_path / "acme", {})
-    old_render = tmp_path / "old"
-    new_render = tmp_path / "new"
-    render_new(old_render, {}, template=str(template), vcs_ref=release, quiet=True)
-    render_new(new_render, {}, template=str(template), vcs_ref=NEXT, quiet=True)
-    def changed_line(rel: str) -> str | None:
-        new_lines = set((new_render / rel).read_text().splitlines())
-        return next((line for line in (old_render / rel).read_text().splitlines()
-                     if line.strip() and not line.startswith("#") and line not in new_lines), None)
-
-    candidates = sorted(p.relative_to(old_render).as_posix() for p in old_render.rglob("*")
-                        if p.is_file() and (new_render / p.relative_to(old_render)).is_file())
-    target, changed = next((rel, changed_line(rel)) for rel in candidates
-                           if rel != ".copier-answers.yml" and changed_line(rel))
-    edit(project / target, changed, changed + " (our wording)")
+    """An edit to a line a newer version changes ends inside conflict markers, and the update fails."""
+    newer = template_changing(template, tmp_path / "template", "template/infrastructure/controllers/istio/istiod.yaml.jinja",
+                              "accessLogEncoding: JSON", "accessLogEncoding: TEXT", "v99.0.0")
+    project = render_at(newer, release, tmp_path / "acme", {})
+    target = "infrastructure/controllers/istio/istiod.yaml"
+    edit(project / target, "accessLogEncoding: JSON", "accessLogEncoding: JSON  # our wording")
     git(project, "commit", "-q", "-am", "reword")
 
-    result = update(project)
+    result = CliRunner().invoke(main, ["update", str(project), "--vcs-ref", "v99.0.0", "--force"])
     assert result.exit_code == 1
     assert f"CONFLICT  {target}" in result.output
     text = (project / target).read_text()
-    assert "<<<<<<<" in text and "(our wording)" in text  # kept, inside the markers
+    assert "<<<<<<<" in text and "# our wording" in text and "accessLogEncoding: TEXT" in text
 
 
 def test_update_refuses_a_dirty_tree(template: Path, tmp_path: Path):

@@ -13,7 +13,6 @@ user edited when the new template version removed it, and ignores misspelt `--da
 from __future__ import annotations
 
 import filecmp
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
