@@ -4,6 +4,7 @@ updated with `opc update`; no edit is lost, conflicts fail the command, removals
 
 from __future__ import annotations
 
+import filecmp
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,25 @@ def test_update_keeps_every_edit(release: str, template: Path, tmp_path: Path, s
         assert "team: founder" in (project / MOVED[1]).read_text()
     report = validate_repo(project, [schemas], wiring=ALL_CHECKS)
     assert report.ok, [str(f) for f in report.findings][:20]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("release", RELEASES)
+def test_unedited_project_updates_to_a_fresh_render(release: str, template: Path, tmp_path: Path):
+    """Without local edits, an update leaves exactly what rendering the new version gives."""
+    project = render_at(template, release, tmp_path / "acme", {})
+    result = update(project)
+    assert result.exit_code == 0, result.output
+    assert "0 conflicted" in result.output
+    fresh = tmp_path / "fresh"
+    render_new(fresh, {}, template=str(template), vcs_ref=NEXT, quiet=True)
+    files = sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*")
+                   if p.is_file() and p.name != ".copier-answers.yml")
+    ours = sorted(p.relative_to(project).as_posix() for p in project.rglob("*")
+                  if p.is_file() and ".git" not in p.relative_to(project).parts and p.name != ".copier-answers.yml")
+    assert ours == files
+    match, mismatch, errors = filecmp.cmpfiles(project, fresh, files, shallow=False)
+    assert not mismatch and not errors, mismatch[:10]
 
 
 def template_changing(template: Path, dest: Path, path: str, old: str, new: str, tag: str) -> Path:

@@ -161,20 +161,21 @@ def endangered_edits(repo: Path, old: Path, new: Path, moved: dict[str, str]) ->
     return notes
 
 
-def merge_moved_edits(repo: Path, old: Path, new: Path, moved: dict[str, str], edited: dict[str, str]) -> list[str]:
-    """Re-merge the user's edits of moved files with the right base.
+def merge_moved_edits(repo: Path, old: Path, new: Path, moved: dict[str, str], carried: dict[str, str]) -> list[str]:
+    """Re-merge moved files with the right base.
 
-    Copier sees a moved file as added on both sides and conflicts on every edit; the true
-    three-way merge is: base = the old version's file at the old path, ours = the user's copy,
-    theirs = the new version's file at the new path. Returns the files that still conflict.
+    Copier sees a moved file as added on both sides and conflicts wherever the new version
+    changed it; the true three-way merge is: base = the old version's file at the old path,
+    ours = the project's copy (``carried``, edited or not), theirs = the new version's file at the
+    new path. Returns the files that still conflict.
     """
     conflicted = []
     for source, target in moved.items():
-        if source not in edited or not (new / target).is_file():
+        if source not in carried or not (new / target).is_file():
             continue
         with tempfile.TemporaryDirectory() as tmp:
             mine, base = Path(tmp) / "mine", Path(tmp) / "base"
-            mine.write_text(edited[source])
+            mine.write_text(carried[source])
             base.write_text((old / source).read_text())
             merged = subprocess.run(["git", "merge-file", "-p", "-L", "before updating", "-L", "base",
                                      "-L", "after updating", str(mine), str(base), str(new / target)],
@@ -247,13 +248,14 @@ def run(repo: Path, *, data: dict[str, Any] | None = None, vcs_ref: str | None =
         if endangered and not force:
             raise UpdateError("the new version deletes or renames files you edited (use --force to update anyway; "
                               "git keeps your version):\n  " + "\n  ".join(endangered))
-        edited = {src_path: (repo / src_path).read_text() for src_path in moved
-                  if (repo / src_path).is_file() and (old / src_path).is_file()
-                  and not filecmp.cmp(repo / src_path, old / src_path, shallow=False)}
+        # every file a migration moves, as the project has it (edited or not): Copier would see each
+        # as added on both sides and conflict whenever the new version changed it
+        carried = {src_path: (repo / src_path).read_text() for src_path in moved
+                   if (repo / src_path).is_file() and (old / src_path).is_file()}
         progress("running copier update")
         copier.run_update(repo, data=data, vcs_ref=vcs_ref, defaults=True, overwrite=True, unsafe=True,
                           quiet=True, conflict="inline", skip_answered=True)
-        merge_moved_edits(repo, old, new, moved, edited)
+        merge_moved_edits(repo, old, new, moved, carried)
     new_ref = read_answers(repo).get("_commit", "?")
     return summarise(repo, UpdateResult(str(old_ref), str(new_ref), endangered=endangered))
 
