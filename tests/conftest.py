@@ -93,6 +93,17 @@ def rendered(template_repo: Path, tmp_path_factory: pytest.TempPathFactory):
     return _render
 
 
+@pytest.fixture
+def rendered_copy(rendered, tmp_path: Path):
+    """A writable copy of a rendered fixture, for tests that break it: rendered_copy(name) -> path."""
+    def _copy(name: str) -> Path:
+        dest = tmp_path / "repo"
+        shutil.copytree(rendered(name), dest)
+        return dest
+
+    return _copy
+
+
 def releases() -> dict:
     return yaml.safe_load((ROOT / "releases.yml").read_text())
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,9 @@ PEER_AUTH = "infrastructure/configs/istio/peer-authentication.yaml"
 
 
 @pytest.fixture
-def repo(rendered, tmp_path: Path):
+def repo(rendered_copy):
     def _repo(fixture: str) -> Path:
-        dest = tmp_path / "repo"
-        shutil.copytree(rendered(fixture), dest)
+        dest = rendered_copy(fixture)
         git(dest, "init", "-q", "-b", "main")
         git(dest, "add", "-A")
         git(dest, "commit", "-q", "-m", "rendered")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,6 @@ FLUX = "valid/all-clouds-flux.yml"
 ARGO = "valid/all-clouds-argocd.yml"
 SLUG = "everywhere-inc"
 PREFIX = "everywhere-inc.example"
-
-
-@pytest.fixture
-def broken_copy(rendered, tmp_path: Path):
-    def _copy(fixture: str) -> Path:
-        dest = tmp_path / "repo"
-        shutil.copytree(rendered(fixture), dest)
-        return dest
-    return _copy
 
 
 def edit(path: Path, old: str, new: str, count: int = 1) -> None:
@@ -47,8 +37,8 @@ def test_rendered_fleet_is_wired(rendered, fixture: str, schemas: Path):
     assert report.ok and report.wiring_errors == 0, [str(f) for f in report.findings]
 
 
-def test_placement_without_binding(broken_copy, schemas: Path):
-    repo = broken_copy(FLUX)
+def test_placement_without_binding(rendered_copy, schemas: Path):
+    repo = rendered_copy(FLUX)
     placements = repo / "platform/ocm/placements.yaml"
     edit(placements, f"kind: ManagedClusterSetBinding\nmetadata:\n  name: prod\n  namespace: {SLUG}\nspec:\n  clusterSet: prod\n",
          "kind: ConfigMap\nmetadata:\n  name: prod-binding-removed\n  namespace: " + SLUG + "\n")
@@ -59,8 +49,8 @@ def test_placement_without_binding(broken_copy, schemas: Path):
     assert any(f.subject == f"Placement {SLUG}/prod-aliyun" for f in findings)
 
 
-def test_binding_to_missing_set(broken_copy, schemas: Path):
-    repo = broken_copy(FLUX)
+def test_binding_to_missing_set(rendered_copy, schemas: Path):
+    repo = rendered_copy(FLUX)
     edit(repo / "platform/ocm/placements.yaml", "  name: dev\n  namespace: " + SLUG + "\nspec:\n  clusterSet: dev",
          "  name: qa\n  namespace: " + SLUG + "\nspec:\n  clusterSet: qa")
     findings, _ = wiring_findings(repo, schemas)
@@ -69,16 +59,16 @@ def test_binding_to_missing_set(broken_copy, schemas: Path):
     assert any(f.subject == f"Placement {SLUG}/dev" and "no ManagedClusterSetBinding" in f.message for f in findings)
 
 
-def test_placement_selecting_nothing(broken_copy, schemas: Path):
-    repo = broken_copy(FLUX)
+def test_placement_selecting_nothing(rendered_copy, schemas: Path):
+    repo = rendered_copy(FLUX)
     edit(repo / "platform/ocm/placements.yaml", f'{PREFIX}/cloud: "huawei"', f'{PREFIX}/cloud: "aws"')
     findings, _ = wiring_findings(repo, schemas)
     assert [(f.where, f.subject, f.message) for f in findings] == [
         ("platform/ocm/placements.yaml", f"Placement {SLUG}/prod-huawei", "selects no rendered ManagedCluster")]
 
 
-def test_topology_selecting_nothing(broken_copy, schemas: Path):
-    repo = broken_copy(FLUX)
+def test_topology_selecting_nothing(rendered_copy, schemas: Path):
+    repo = rendered_copy(FLUX)
     edit(repo / "apps/order-service/application.yaml", f'{PREFIX}/env: "staging"', f'{PREFIX}/env: "qa"')
     findings, _ = wiring_findings(repo, schemas)
     assert [(f.where, f.subject, f.message) for f in findings] == [
@@ -95,16 +85,16 @@ def test_topology_selecting_nothing(broken_copy, schemas: Path):
     ("          - name: order-service\n            properties:\n              replicas: 2",
      "          - name: orders\n            properties:\n              replicas: 2", "names component 'orders'"),
 ])
-def test_application_references(broken_copy, schemas: Path, old: str, new: str, message: str):
-    repo = broken_copy(FLUX)
+def test_application_references(rendered_copy, schemas: Path, old: str, new: str, message: str):
+    repo = rendered_copy(FLUX)
     edit(repo / "apps/order-service/application.yaml", old, new)
     findings, _ = wiring_findings(repo, schemas)
     assert any(message in f.message and f.where == "apps/order-service/application.yaml" for f in findings), \
         [str(f) for f in findings]
 
 
-def test_argocd_placements_need_their_own_bindings(broken_copy, schemas: Path):
-    repo = broken_copy(ARGO)
+def test_argocd_placements_need_their_own_bindings(rendered_copy, schemas: Path):
+    repo = rendered_copy(ARGO)
     edit(repo / "platform/ocm/argocd.yaml", "  name: global\n  namespace: argocd\nspec:\n  clusterSet: global\n",
          "  name: global\n  namespace: somewhere-else\nspec:\n  clusterSet: global\n")
     findings, _ = wiring_findings(repo, schemas)
@@ -166,8 +156,8 @@ def test_opc_placements_output(rendered):
         ["aliyun-staging", "huawei-staging", "private-staging", "tencent-staging"]]
 
 
-def test_opc_placements_fails_when_something_lands_nowhere(broken_copy):
-    repo = broken_copy(FLUX)
+def test_opc_placements_fails_when_something_lands_nowhere(rendered_copy):
+    repo = rendered_copy(FLUX)
     edit(repo / "platform/ocm/placements.yaml", f'{PREFIX}/cloud: "tencent"', f'{PREFIX}/cloud: "gcp"')
     result = CliRunner().invoke(main, ["placements", str(repo)])
     assert result.exit_code == 1 and "-> NOTHING" in result.output

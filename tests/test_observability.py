@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -130,9 +129,8 @@ def test_dashboards_hold_together(fixture: str, rendered):
     assert dashboard_problems(repo) == []
 
 
-def test_dashboard_checks_catch_broken_dashboards(rendered, tmp_path: Path):
-    repo = tmp_path / "repo"
-    shutil.copytree(rendered("valid/aliyun-prod-flux.yml"), repo)
+def test_dashboard_checks_catch_broken_dashboards(rendered_copy):
+    repo = rendered_copy("valid/aliyun-prod-flux.yml")
     path = repo / DASHBOARDS / "dapr.json"
     dashboard = json.loads(path.read_text())
     dashboard["schemaVersion"] = 16
@@ -165,9 +163,8 @@ def test_every_queried_metric_is_scraped(fixture: str, rendered):
     assert unscraped_selections(dashboard_queries(repo) + rule_queries(repo), repo) == []
 
 
-def test_scrape_check_catches_an_unscraped_exporter(rendered, tmp_path: Path):
-    repo = tmp_path / "repo"
-    shutil.copytree(rendered("valid/aliyun-prod-flux.yml"), repo)
+def test_scrape_check_catches_an_unscraped_exporter(rendered_copy):
+    repo = rendered_copy("valid/aliyun-prod-flux.yml")
     monitors = repo / "platform/observability/common/monitors.yaml"
     docs = [d for d in documents(monitors) if d["metadata"]["name"] != "fluentd"]
     monitors.write_text(yaml.safe_dump_all(docs, sort_keys=False))
@@ -276,10 +273,9 @@ def test_dapr_metadata_check_catches_mistakes(rendered):
     assert "has no documented fields" in component_problems(kafka)[0]
 
 
-def test_dapr_wiring_is_checked_across_the_cluster(rendered, schemas: Path, tmp_path: Path):
+def test_dapr_wiring_is_checked_across_the_cluster(rendered_copy, schemas: Path):
     """A subscription to a missing pub/sub, a scope naming no service, tracing to no collector."""
-    repo = tmp_path / "repo"
-    shutil.copytree(rendered("valid/aliyun-prod-flux.yml"), repo)
+    repo = rendered_copy("valid/aliyun-prod-flux.yml")
     subscriptions = repo / "platform/dapr/base/subscriptions.yaml"
     subscriptions.write_text(subscriptions.read_text().replace("pubsubname: pubsub", "pubsubname: events")
                              .replace("  - order-service", "  - billing-service"))
@@ -293,10 +289,9 @@ def test_dapr_wiring_is_checked_across_the_cluster(rendered, schemas: Path, tmp_
     assert any("configuration.yaml: traces go to 'traces-collector." in m for m in messages)
 
 
-def test_telemetry_wiring_is_checked(rendered, schemas: Path, tmp_path: Path):
+def test_telemetry_wiring_is_checked(rendered_copy, schemas: Path):
     """The Java agent and the mesh must send to a collector's OTLP receiver on their cluster."""
-    repo = tmp_path / "repo"
-    shutil.copytree(rendered("valid/aliyun-prod-flux.yml"), repo)
+    repo = rendered_copy("valid/aliyun-prod-flux.yml")
     assert validate_repo(repo, [schemas], lint=False, wiring=[check_telemetry]).findings == []
     instrumentation = repo / "platform/observability/cluster/instrumentation.yaml"
     instrumentation.write_text(instrumentation.read_text().replace(":4318", ":4319"))

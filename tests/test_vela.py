@@ -94,9 +94,8 @@ def test_vela_renders_every_application(fixture: str, rendered, schemas: Path, t
 
 
 @pytest.mark.slow
-def test_vela_rejects_a_broken_definition(rendered, tmp_path: Path):
-    repo = tmp_path / "repo"
-    shutil.copytree(rendered("valid/tencent-dev-argocd.yml"), repo)
+def test_vela_rejects_a_broken_definition(rendered_copy, tmp_path: Path):
+    repo = rendered_copy("valid/tencent-dev-argocd.yml")
     definition = repo / "platform/kubevela/definitions/grpc-service.yaml"
     definition.write_text(definition.read_text().replace("replicas: parameter.replicas", "replicas: parameter.replica"))
     result = dry_run(repo, repo / "apps/order-service/application.yaml", tmp_path)

@@ -112,28 +112,37 @@ def _cluster_of(path: str) -> str | None:
     return "/".join(parts[:2]) if len(parts) >= 2 and parts[0] == "clusters" else None
 
 
+class BuiltObjects:
+    """Every built object, grouped by the cluster whose layers built it, and the findings about
+    them, each reported once per source file (a file is built into several kustomizations)."""
+
+    def __init__(self, report: Report) -> None:
+        self.everything: list[dict[str, Any]] = []
+        self.by_cluster: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._built_in: dict[int, str] = {}
+        for path, obj in report.objects():
+            self._built_in.setdefault(id(obj), path)
+            self.everything.append(obj)
+            cluster = _cluster_of(path)
+            if cluster:
+                self.by_cluster[cluster].append(obj)
+        self._sources = SourceIndex(report.root)
+        self._reported: set[tuple[str, str, str]] = set()
+        self.findings: list[Finding] = []
+
+    def fail(self, obj: dict[str, Any], message: str) -> None:
+        where = self._sources.locate(obj, self._built_in.get(id(obj), "?"))
+        key = (where, object_id(obj), message)
+        if key not in self._reported:
+            self._reported.add(key)
+            self.findings.append(Finding("wiring", where, object_id(obj), message))
+
+
 def check_dapr(report: Report) -> list[Finding]:
-    by_cluster: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    built_in: dict[int, str] = {}
-    everything = []
-    for path, obj in report.objects():
-        built_in.setdefault(id(obj), path)
-        everything.append(obj)
-        cluster = _cluster_of(path)
-        if cluster:
-            by_cluster[cluster].append(obj)
+    built = BuiltObjects(report)
+    everything, fail = built.everything, built.fail
     fleet = Fleet.from_objects(everything)
     app_ids = {c.get("name") for app in fleet.applications for c in (app.get("spec") or {}).get("components") or []}
-    sources = SourceIndex(report.root)
-    findings: list[Finding] = []
-    reported: set[tuple[str, str, str]] = set()
-
-    def fail(obj: dict[str, Any], message: str) -> None:
-        where = sources.locate(obj, built_in.get(id(obj), "?"))
-        key = (where, object_id(obj), message)
-        if key not in reported:  # the same file is built into several kustomizations
-            reported.add(key)
-            findings.append(Finding("wiring", where, object_id(obj), message))
 
     # Each object on its own: a component's fields, and the app ids every scope names.
     for obj in everything:
@@ -148,7 +157,7 @@ def check_dapr(report: Report) -> list[Finding]:
                           f"({', '.join(sorted(app_ids)) or 'none rendered'})")
 
     # Within each cluster (all its layers): references between the objects it runs.
-    for objects in by_cluster.values():
+    for objects in built.by_cluster.values():
         dapr = [o for o in objects if str(o.get("apiVersion", "")).startswith(DAPR_GROUP)]
         if not dapr:
             continue
@@ -178,30 +187,15 @@ def check_dapr(report: Report) -> list[Finding]:
                 if otel and otel.get("endpointAddress") not in collectors:
                     fail(obj, f"traces go to '{otel.get('endpointAddress')}', which is no OTLP gRPC receiver "
                               f"of a rendered OpenTelemetryCollector ({', '.join(sorted(collectors)) or 'none'})")
-    return findings
+    return built.findings
 
 
 def check_telemetry(report: Report) -> list[Finding]:
     """Within each cluster: the Java agent's Instrumentation and the mesh's tracing provider send
     to an OTLP receiver of a rendered OpenTelemetryCollector."""
-    by_cluster: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    built_in: dict[int, str] = {}
-    for path, obj in report.objects():
-        built_in.setdefault(id(obj), path)
-        cluster = _cluster_of(path)
-        if cluster:
-            by_cluster[cluster].append(obj)
-    sources = SourceIndex(report.root)
-    findings: list[Finding] = []
-    reported: set[tuple[str, str, str]] = set()
-
-    def fail(obj: dict[str, Any], message: str) -> None:
-        where = sources.locate(obj, built_in.get(id(obj), "?"))
-        if (where, object_id(obj), message) not in reported:
-            reported.add((where, object_id(obj), message))
-            findings.append(Finding("wiring", where, object_id(obj), message))
-
-    for objects in by_cluster.values():
+    built = BuiltObjects(report)
+    fail = built.fail
+    for objects in built.by_cluster.values():
         grpc, http = _collector_endpoints(objects, "grpc"), _collector_endpoints(objects, "http")
         for obj in objects:
             if obj.get("kind") == "Instrumentation":
@@ -225,7 +219,7 @@ def check_telemetry(report: Report) -> list[Finding]:
                             fail(obj, f"tracing provider '{ref.get('name')}' sends to "
                                       f"'{otel.get('service')}:{otel.get('port')}', which is no OTLP gRPC receiver "
                                       f"of a rendered OpenTelemetryCollector ({', '.join(sorted(grpc)) or 'none'})")
-    return findings
+    return built.findings
 
 
 def _check_policy_refs(fail, obj: dict[str, Any], policies: dict[str, Any], target: dict[str, Any]) -> None:
