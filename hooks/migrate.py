@@ -43,7 +43,8 @@ def rename_answers(renames: dict[str, str]) -> None:
 
 
 def move_files(moves: dict[str, str]) -> None:
-    tracked = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], capture_output=True).returncode == 0
+    inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], capture_output=True, check=False)
+    tracked = inside.returncode == 0
     for old, new in moves.items():
         source, target = Path(old), Path(new)
         if not source.exists() or target.exists():

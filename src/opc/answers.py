@@ -35,7 +35,8 @@ def load_questions(template: Path, ref: str | None = None) -> dict[str, Question
     if ref is not None and (template / ".git").exists():
         import subprocess
 
-        shown = subprocess.run(["git", "-C", str(template), "show", f"{ref}:copier.yml"], capture_output=True, text=True)
+        shown = subprocess.run(["git", "-C", str(template), "show", f"{ref}:copier.yml"], capture_output=True,
+                               text=True, check=False)
         if shown.returncode != 0:
             raise AnswerError(f"template version '{ref}' not found in {template}")
         text = shown.stdout
@@ -48,10 +49,10 @@ def load_questions(template: Path, ref: str | None = None) -> dict[str, Question
         text = config.read_text(encoding="utf-8")
     raw = yaml.safe_load(text) or {}
     questions = {}
-    for name, spec in raw.items():
+    for name, raw_spec in raw.items():
         if name.startswith("_"):
             continue
-        spec = spec if isinstance(spec, dict) else {"default": spec}
+        spec = raw_spec if isinstance(raw_spec, dict) else {"default": raw_spec}
         choices = spec.get("choices") or ()
         if isinstance(choices, dict):
             choices = tuple(choices.values())
@@ -111,3 +112,12 @@ def load_data_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise AnswerError(f"{path}: must be a mapping of question to answer")
     return data
+
+
+def read_answers_file(root: Path) -> dict[str, Any]:
+    """The answers a rendered repository was made with ({} when it has no answers file)."""
+    path = root / ".copier-answers.yml"
+    if not path.is_file():
+        return {}
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return loaded if isinstance(loaded, dict) else {}
