@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEST   ?= /tmp/acme-platform
+# Test data beside the checkout (charts at their pinned versions), used where it exists; without
+# it, charts are pulled from their repositories.
+SHARED_CHARTS := $(wildcard ../shared/charts)
+CHART_ARGS := $(if $(SHARED_CHARTS),--chart-dir $(SHARED_CHARTS) --chart-substitute flux-operator-0.59.0=$(SHARED_CHARTS)/flux-operator-0.49.0)
 
-.PHONY: help render test tools bench clean
+.PHONY: help render validate test tools bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -17,15 +21,20 @@ $(BIN)/opc: pyproject.toml
 
 render: $(BIN)/opc ## render a company repository with the default answers into $(DEST)
 	$(BIN)/opc new $(DEST) --defaults
+	@echo "check it with the charts at hand (../shared/charts, else pulled): make validate DEST=$(DEST)"
 
-tools: ## install the system tools the tests run for real (kubectl's kustomize, git, ...)
+validate: $(BIN)/opc ## validate the repository in $(DEST) (charts rendered, pods judged); builds helm and vela once
+	$(BIN)/opc tools install
+	$(BIN)/opc validate $(DEST) $(CHART_ARGS)
+
+tools: $(BIN)/opc ## install the tools the tests run for real (scripts/install-tools)
 	scripts/install-tools
 
-test: $(BIN)/opc tools ## install what the tests need, then run the whole suite
-	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -n auto
+test: $(BIN)/opc tools ## install what the tests need, then run the whole suite (slowest tests listed)
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -n auto --durations=30
 
-bench: $(BIN)/opc ## render and validation benchmark (prints a table)
-	$(BIN)/python bench/render_bench.py
+bench: $(BIN)/opc tools ## render, validation and footprint benchmark (prints tables)
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python bench/render_bench.py
 
-clean: ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache
+clean: ## remove the virtual environment and caches (built tools stay in ~/.cache/opc)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .tools

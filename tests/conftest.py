@@ -1,4 +1,11 @@
-"""Shared fixtures: a clean git snapshot of the template, rendering, and the CRD schemas."""
+"""Shared fixtures: a clean git snapshot of the template, rendering, the pinned charts and the
+CRD schemas no chart carries.
+
+Offline test data lives beside the checkout in ../shared when it exists (charts/, crd-schemas/);
+without it, charts are pulled from their repositories and CRD sources fetched, as a company's CI
+does. Before anything runs, a preflight makes sure every pinned chart and every schema can be had,
+and otherwise stops the session with one line saying what to provide.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +18,93 @@ from typing import Any
 import pytest
 import yaml
 
+from opc.validate import ChartOptions
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 TEMPLATE_PARTS = ("copier.yml", "template", "includes", "hooks")
 
 
-def schema_dir() -> Path:
-    """The CRD schemas the tests validate against ($OPC_SCHEMA_DIR, else ../shared/crd-schemas)."""
-    path = Path(os.environ.get("OPC_SCHEMA_DIR", ROOT.parent / "shared" / "crd-schemas"))
-    if not path.is_dir():
-        raise RuntimeError(f"CRD schemas not found at {path}; set OPC_SCHEMA_DIR")
-    return path
+SHARED = ROOT.parent / "shared"
+# Pinned charts whose exact release is in no offline source: the nearest earlier release of the
+# same chart stands in, declared (the summary names it), for checks of structure only.
+SUBSTITUTES = {"flux-operator-0.59.0": "flux-operator-0.49.0"}
+
+
+def schema_dirs() -> list[Path]:
+    """Schema directories for CRDs no chart carries: $OPC_SCHEMA_DIR, else ../shared/crd-schemas
+    where it exists (else none: crd-sources.yaml is fetched)."""
+    if os.environ.get("OPC_SCHEMA_DIR"):
+        return [Path(p) for p in os.environ["OPC_SCHEMA_DIR"].split(os.pathsep) if p]
+    shared = SHARED / "crd-schemas"
+    return [shared] if shared.is_dir() else []
+
+
+def catalog() -> Any:
+    """The template's release catalogue (includes/catalog.jinja), as data."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT), autoescape=False)  # noqa: S701 - YAML, not HTML
+    return env.get_template("includes/catalog.jinja").module
+
+
+def _chart_options() -> ChartOptions:
+    """Chart directories (opc itself reads $OPC_CHART_DIR; ../shared/charts where it exists) and
+    the substitutes needed for pinned charts that can be had from nowhere."""
+    from opc.charts import ChartError, ChartRef, ChartStore, chart_dirs
+
+    dirs = [Path(p) for p in os.environ.get("OPC_CHART_DIR", "").split(os.pathsep) if p]
+    dirs += [SHARED / "charts"] if (SHARED / "charts").is_dir() else []
+    module = catalog()
+    store = ChartStore(chart_dirs(dirs), pull=True)
+    substitutes: dict[str, Path] = {}
+    missing = []
+    for release in module.releases.values():
+        ref = ChartRef(release["chart"], release["version"], module.helm_repositories[release["repository"]])
+        if store.find(ref):
+            continue
+        try:
+            store.get(ref)
+        except ChartError as exc:
+            stand_in = next((d / SUBSTITUTES[ref.dirname] for d in dirs if ref.dirname in SUBSTITUTES
+                             and (d / SUBSTITUTES[ref.dirname]).is_dir()), None)
+            if stand_in is None:
+                missing.append((ref.dirname, str(exc)))
+            else:
+                substitutes[ref.dirname] = stand_in
+    if missing:
+        pytest.exit(f"the pinned charts {', '.join(name for name, _ in missing)} can be had from no chart directory "
+                    f"and not pulled: put them in OPC_CHART_DIR as <chart>-<version>/ (first failure: {missing[0][1]})",
+                    returncode=2)
+    return ChartOptions(dirs, pull=True, substitutes=substitutes)
+
+
+def _schemas_available() -> None:
+    """Every CRD source the fixtures need can be fetched, unless a schema directory has it."""
+    from opc.crds import CrdSource, SourceError, fetch
+
+    dirs = schema_dirs()
+    for source in catalog().crd_sources:
+        if any((d / group).is_dir() for d in dirs for group in source["groups"]):
+            continue
+        try:
+            fetch(CrdSource(tuple(source["groups"]), source.get("module", ""), source.get("version", ""),
+                            tuple(source.get("paths") or ()), source.get("url", "")))
+        except SourceError as exc:
+            pytest.exit(f"the schemas of {', '.join(source['groups'])} can be had from nowhere: put them in "
+                        f"OPC_SCHEMA_DIR ({{group}}/{{kind}}_{{version}}.json) or allow access ({exc})", returncode=2)
+
+
+@pytest.fixture(scope="session")
+def charts() -> ChartOptions:
+    return _chart_options()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if getattr(session.config, "workerinput", None) is None:  # once, in the controller
+        _chart_options()
+        _schemas_available()
+
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -52,8 +135,8 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def schemas() -> Path:
-    return schema_dir()
+def schemas() -> list[Path]:
+    return schema_dirs()
 
 
 def render(template: Path, dest: Path, answers: dict[str, Any]) -> Path:

@@ -8,10 +8,11 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -131,8 +132,8 @@ def promtool_check_rules(groups: list[dict[str, Any]], workdir: Path, name: str 
     runs = [subprocess.run([tool(exe), "check", "rules", str(path)], capture_output=True, text=True) for exe in PROMTOOLS]
     return subprocess.CompletedProcess(
         runs[0].args, max(r.returncode for r in runs),
-        "".join(f"[{exe}]\n{r.stdout}" for exe, r in zip(PROMTOOLS, runs)),
-        "".join(f"[{exe}]\n{r.stderr}" for exe, r in zip(PROMTOOLS, runs)))
+        "".join(f"[{exe}]\n{r.stdout}" for exe, r in zip(PROMTOOLS, runs, strict=True)),
+        "".join(f"[{exe}]\n{r.stderr}" for exe, r in zip(PROMTOOLS, runs, strict=True)))
 
 
 def as_recording_rules(queries: list[Query]) -> list[dict[str, Any]]:
@@ -181,7 +182,7 @@ def unknown_selections(queries: list[Query], recorded: set[str]) -> list[str]:
     """Metrics or labels the queries select that nothing exposes (service metrics excepted)."""
     problems = []
     known = known_metrics()
-    for query, found in zip(queries, selectors([q.expr for q in queries])):
+    for query, found in zip(queries, selectors([q.expr for q in queries]), strict=True):
         if isinstance(found, str):
             problems.append(f"{query.where}: does not parse: {found}")
             continue
@@ -236,7 +237,7 @@ def unscraped_selections(queries: list[Query], repo: Path) -> list[str]:
     """Metrics the queries select whose exporter nothing in the repository scrapes."""
     scraped, owner = scrapers(repo), exporter_of()
     problems = []
-    for query, found in zip(queries, selectors([q.expr for q in queries])):
+    for query, found in zip(queries, selectors([q.expr for q in queries]), strict=True):
         for selector in found if isinstance(found, list) else []:
             exporter = owner.get(selector.metric)
             if exporter and not scraped.get(exporter):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from conftest import git, snapshot_template
+
 from opc.cli import main
 from opc.render import render_new
 from opc.validate import validate_repo
@@ -36,7 +36,7 @@ def project(released_template: Path, tmp_path: Path) -> Path:
 ARGS = ["payment-service", "--package", "com.acme.payment", "--grpc-service", "PaymentService", "--port", "50052"]
 
 
-def test_add_service_renders_it_and_keeps_comments(project: Path, schemas: Path):
+def test_add_service_renders_it_and_keeps_comments(project: Path, schemas: list[Path], charts):
     result = CliRunner().invoke(main, ["add", "service", *ARGS, "--dir", str(project)])
     assert result.exit_code == 0, result.output
     text = (project / ".copier-answers.yml").read_text()
@@ -47,7 +47,7 @@ def test_add_service_renders_it_and_keeps_comments(project: Path, schemas: Path)
     assert (project / "services/payment-service/payment-service-domain/src/main/java/com/acme/payment/domain/payment/Payment.java").is_file()
     assert "payment-service/application.yaml" in (project / "apps/kustomization.yaml").read_text()
     assert "added     apps/payment-service/application.yaml" in result.output
-    report = validate_repo(project, [schemas], wiring=ALL_CHECKS)
+    report = validate_repo(project, schemas, wiring=ALL_CHECKS, charts=charts)
     assert report.ok, [str(f) for f in report.findings]
 
 

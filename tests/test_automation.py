@@ -4,6 +4,8 @@ is valid, the secret guard refuses plaintext Secrets, Renovate knows where the c
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 
@@ -32,11 +33,12 @@ def test_workflows_lint_clean(fixture: str, rendered):
     services = yaml.safe_load((repo / ".github/workflows/services.yml").read_text())
     names = [s["name"] for s in yaml.safe_load((repo / ".copier-answers.yml").read_text())["services"]]
     assert services["jobs"]["build"]["strategy"]["matrix"]["service"] == names
-    for workflow in workflows:
-        for job in yaml.safe_load(workflow.read_text())["jobs"].values():
-            for step in job["steps"]:
-                if "uses" in step:
-                    assert step["uses"].count("@v") == 1 and step["uses"].split("@v")[1].count(".") == 2, step["uses"]
+    action = yaml.safe_load((repo / ".github/actions/setup-opc/action.yml").read_text())
+    steps = [s for w in workflows for job in yaml.safe_load(w.read_text())["jobs"].values() for s in job["steps"]]
+    for step in steps + action["runs"]["steps"]:
+        if "uses" in step and not step["uses"].startswith("./"):  # other repositories' actions: a release
+            assert step["uses"].count("@v") == 1 and step["uses"].split("@v")[1].count(".") == 2, step["uses"]
+    assert any(s.get("uses") == "./.github/actions/setup-opc" for s in steps)
 
 
 def test_actionlint_catches_a_broken_workflow(rendered, tmp_path: Path):
@@ -72,3 +74,87 @@ def test_renovate_knows_the_chart_files(rendered):
     config = json.loads((rendered("valid/aliyun-prod-flux.yml") / "renovate.json").read_text())
     assert config["flux"]["managerFilePatterns"] and config["argocd"]["managerFilePatterns"]
     assert all(p.startswith("/") and p.endswith("/") for m in ("flux", "argocd") for p in config[m]["managerFilePatterns"])
+
+
+# --- the rendered repository's own CI, run as written -----------------------------------------
+def _expression(text: str, env: dict[str, str]) -> str:
+    """The GitHub Actions expressions a step of ours uses: env.X, vars.X (unset here), 'literal'
+    and ||; anything else is a test failure, not a guess."""
+    def evaluate(expr: str) -> str:
+        for term in (t.strip() for t in expr.split("||")):
+            if term.startswith("'") and term.endswith("'"):
+                value = term[1:-1]
+            elif term.startswith("env."):
+                value = env.get(term[4:], "")
+            elif term.startswith("vars."):
+                value = ""
+            else:
+                pytest.fail(f"no evaluation for the expression {expr!r}")
+            if value:
+                return value
+        return ""
+    return re.sub(r"\$\{\{(.*?)\}\}", lambda m: evaluate(m.group(1)), text)
+
+
+def _steps(repo: Path, workflow: str, job: str) -> list[dict]:
+    """A job's steps, local composite actions expanded, with the workflow's env on each."""
+    data = yaml.safe_load((repo / ".github/workflows" / workflow).read_text())
+    out = []
+    for step in data["jobs"][job]["steps"]:
+        uses = step.get("uses", "")
+        if uses.startswith("./"):
+            action = yaml.safe_load((repo / uses / "action.yml").read_text())
+            out.extend(action["runs"]["steps"])
+        else:
+            out.append(step)
+    return [{**s, "env": {**(data.get("env") or {}), **(s.get("env") or {})}} for s in out]
+
+
+def _full_checkout(dest: Path) -> Path:
+    """This repository as it stands (working tree included), as a git repository at a release tag."""
+    from conftest import git, releases
+
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(dest)], check=True)
+    ignored = shutil.ignore_patterns(".git", ".venv", ".tools", "__pycache__", ".mypy_cache", ".ruff_cache",
+                                     ".pytest_cache")
+    shutil.copytree(ROOT, dest, ignore=ignored, dirs_exist_ok=True)
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "--allow-empty", "-m", "working tree under test")
+    git(dest, "tag", "-f", releases()["next"])
+    return dest
+
+
+@pytest.mark.slow
+def test_rendered_validate_workflow_runs_as_written(tmp_path: Path, schemas, charts):
+    """The validate job of a fresh render, step by step in a shell, with opc installed the way the
+    job installs it: from the template's git URL at the rendered version (here a local one)."""
+    from conftest import releases
+
+    from opc.render import render_new
+
+    template = _full_checkout(tmp_path / "opc")
+    repo = render_new(tmp_path / "company", {"gitops": "argocd", "clouds": ["tencent"], "environments": ["dev"]},
+                      template=f"git+file://{template}", vcs_ref=releases()["next"], quiet=True)
+    answers = yaml.safe_load((repo / ".copier-answers.yml").read_text())
+    assert answers["_src_path"] == f"git+file://{template}"
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    venv = tmp_path / "runner-python"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)  # actions/setup-python
+    path = f"{venv / 'bin'}:{ROOT / '.tools' / 'bin'}:{os.environ['PATH']}"
+    # what a company sets as repository variables where the chart repositories are out of reach
+    extra = {"OPC_CHART_DIR": os.pathsep.join(map(str, charts.dirs)), "OPC_SCHEMA_DIR": os.pathsep.join(map(str, schemas))}
+    ran = []
+    for step in _steps(repo, "validate.yml", "validate"):
+        uses = step.get("uses", "")
+        if uses:
+            assert uses.split("@")[0] in {"actions/checkout", "actions/setup-python", "actions/setup-go",
+                                          "actions/cache"}, uses  # provided by the runner here
+            continue
+        env = {**os.environ, "PATH": path, **extra}
+        env.update({k: _expression(str(v), env) for k, v in step["env"].items()})
+        result = subprocess.run(["bash", "-e", "-c", _expression(step["run"], env)], cwd=repo, env=env,
+                                capture_output=True, text=True, timeout=1800)
+        assert result.returncode == 0, f"step {step.get('name')}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        ran.append(step.get("name"))
+    assert ran == ["Install opc", "Build the tools opc runs (helm, vela), unless cached", "Validate"]
+    assert (venv / "bin" / "opc").is_file()

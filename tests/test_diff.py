@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import git
+
 from opc.cli import main
 from opc.diff import deployable_units, run
 

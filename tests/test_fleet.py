@@ -25,19 +25,19 @@ def edit(path: Path, old: str, new: str, count: int = 1) -> None:
     path.write_text(text.replace(old, new, count))
 
 
-def wiring_findings(repo: Path, schemas: Path):
+def wiring_findings(repo: Path, schemas: list[Path]):
     """Wiring findings only: schemas and lint are checked by the render matrix."""
     report = validate_repo(repo, [], wiring=[check_wiring], lint=False)
     return [f for f in report.findings if f.category == "wiring"], report
 
 
 @pytest.mark.parametrize("fixture", [FLUX, ARGO])
-def test_rendered_fleet_is_wired(rendered, fixture: str, schemas: Path):
-    report = validate_repo(rendered(fixture), [schemas], wiring=ALL_CHECKS)
+def test_rendered_fleet_is_wired(rendered, fixture: str, schemas: list[Path], charts):
+    report = validate_repo(rendered(fixture), schemas, wiring=ALL_CHECKS, charts=charts)
     assert report.ok and report.wiring_errors == 0, [str(f) for f in report.findings]
 
 
-def test_placement_without_binding(rendered_copy, schemas: Path):
+def test_placement_without_binding(rendered_copy, schemas: list[Path]):
     repo = rendered_copy(FLUX)
     placements = repo / "platform/ocm/placements.yaml"
     edit(placements, f"kind: ManagedClusterSetBinding\nmetadata:\n  name: prod\n  namespace: {SLUG}\nspec:\n  clusterSet: prod\n",
@@ -49,7 +49,7 @@ def test_placement_without_binding(rendered_copy, schemas: Path):
     assert any(f.subject == f"Placement {SLUG}/prod-aliyun" for f in findings)
 
 
-def test_binding_to_missing_set(rendered_copy, schemas: Path):
+def test_binding_to_missing_set(rendered_copy, schemas: list[Path]):
     repo = rendered_copy(FLUX)
     edit(repo / "platform/ocm/placements.yaml", "  name: dev\n  namespace: " + SLUG + "\nspec:\n  clusterSet: dev",
          "  name: qa\n  namespace: " + SLUG + "\nspec:\n  clusterSet: qa")
@@ -59,7 +59,7 @@ def test_binding_to_missing_set(rendered_copy, schemas: Path):
     assert any(f.subject == f"Placement {SLUG}/dev" and "no ManagedClusterSetBinding" in f.message for f in findings)
 
 
-def test_placement_selecting_nothing(rendered_copy, schemas: Path):
+def test_placement_selecting_nothing(rendered_copy, schemas: list[Path]):
     repo = rendered_copy(FLUX)
     edit(repo / "platform/ocm/placements.yaml", f'{PREFIX}/cloud: "huawei"', f'{PREFIX}/cloud: "aws"')
     findings, _ = wiring_findings(repo, schemas)
@@ -67,7 +67,7 @@ def test_placement_selecting_nothing(rendered_copy, schemas: Path):
         ("platform/ocm/placements.yaml", f"Placement {SLUG}/prod-huawei", "selects no rendered ManagedCluster")]
 
 
-def test_topology_selecting_nothing(rendered_copy, schemas: Path):
+def test_topology_selecting_nothing(rendered_copy, schemas: list[Path]):
     repo = rendered_copy(FLUX)
     edit(repo / "apps/order-service/application.yaml", f'{PREFIX}/env: "staging"', f'{PREFIX}/env: "qa"')
     findings, _ = wiring_findings(repo, schemas)
@@ -85,7 +85,7 @@ def test_topology_selecting_nothing(rendered_copy, schemas: Path):
     ("          - name: order-service\n            properties:\n              replicas: 2",
      "          - name: orders\n            properties:\n              replicas: 2", "names component 'orders'"),
 ])
-def test_application_references(rendered_copy, schemas: Path, old: str, new: str, message: str):
+def test_application_references(rendered_copy, schemas: list[Path], old: str, new: str, message: str):
     repo = rendered_copy(FLUX)
     edit(repo / "apps/order-service/application.yaml", old, new)
     findings, _ = wiring_findings(repo, schemas)
@@ -93,7 +93,7 @@ def test_application_references(rendered_copy, schemas: Path, old: str, new: str
         [str(f) for f in findings]
 
 
-def test_argocd_placements_need_their_own_bindings(rendered_copy, schemas: Path):
+def test_argocd_placements_need_their_own_bindings(rendered_copy, schemas: list[Path]):
     repo = rendered_copy(ARGO)
     edit(repo / "platform/ocm/argocd.yaml", "  name: global\n  namespace: argocd\nspec:\n  clusterSet: global\n",
          "  name: global\n  namespace: somewhere-else\nspec:\n  clusterSet: global\n")

@@ -9,8 +9,39 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, git, schema_dirs
 
-from conftest import ROOT, git, schema_dir
+CERT_MANAGER_VALUES = """\
+crds:
+  enabled: true
+imageRegistry: quay.io
+image:
+  tag: v1.21.1
+resources:
+  requests: {cpu: 20m, memory: 64Mi}
+  limits: {cpu: 200m, memory: 256Mi}
+webhook:
+  image:
+    tag: v1.21.1
+  resources:
+    requests: {cpu: 10m, memory: 32Mi}
+    limits: {cpu: 100m, memory: 128Mi}
+cainjector:
+  image:
+    tag: v1.21.1
+  resources:
+    requests: {cpu: 10m, memory: 64Mi}
+    limits: {cpu: 100m, memory: 256Mi}
+startupapicheck:
+  image:
+    tag: v1.21.1
+  resources:
+    requests: {cpu: 10m, memory: 32Mi}
+    limits: {cpu: 100m, memory: 64Mi}
+acmesolver:
+  image:
+    tag: v1.21.1
+"""
 
 
 def add_cert_manager(fork: Path) -> None:
@@ -19,14 +50,15 @@ def add_cert_manager(fork: Path) -> None:
     text = catalog.read_text()
     text = text.replace("  'kubevela': 'https://kubevela.github.io/charts',\n",
                         "  'kubevela': 'https://kubevela.github.io/charts',\n  'jetstack': 'https://charts.jetstack.io',\n")
-    text = text.replace("\n} %}\n{#- Git repositories", """
+    text = text.replace("\n} %}\n{#-\n  The custom resources no chart carries", """
   'cert-manager': {
-    'repository': 'jetstack', 'chart': 'cert-manager', 'version': 'v1.17.2',
+    'repository': 'jetstack', 'chart': 'cert-manager', 'version': 'v1.21.1',
     'namespace': 'cert-manager', 'wave': -12, 'needs': [], 'psa': 'restricted',
-    'images': [['image.repository', 'quay.io/jetstack/cert-manager-controller']],
   },
 } %}
-{#- Git repositories""")
+{#-
+  The custom resources no chart carries""")
+    assert "'cert-manager': {" in text
     catalog.write_text(text)
     component = fork / "template" / "infrastructure" / "controllers" / "cert-manager"
     (component / "manifests").mkdir(parents=True)
@@ -47,9 +79,7 @@ def add_cert_manager(fork: Path) -> None:
     (component / "release.yaml.jinja").write_text(
         "{% from 'includes/delivery.jinja' import helm_release with context %}\n"
         "{% call helm_release('cert-manager', manifests='infrastructure/controllers/cert-manager/manifests') %}\n"
-        "crds:\n  enabled: true\nimage:\n  repository: quay.io/jetstack/cert-manager-controller\n"
-        "resources:\n  requests:\n    cpu: 20m\n    memory: 64Mi\n  limits:\n    cpu: 200m\n    memory: 256Mi\n"
-        "{% endcall %}\n")
+        + CERT_MANAGER_VALUES + "{% endcall %}\n")
     cluster = fork / "includes" / "cluster.jinja"
     text = cluster.read_text()
     text, count = re.subn(r"\{% do dirs.extend\(\['klusterlet', 'openkruise', ",
@@ -59,16 +89,24 @@ def add_cert_manager(fork: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fork_adding_a_component_passes_the_render_matrix(tmp_path: Path):
+def test_fork_adding_a_component_passes_the_render_matrix(tmp_path: Path, charts):
     fork = tmp_path / "fork"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(fork)], check=True)
-    for part in ("copier.yml", "template", "includes", "hooks", "src", "tests"):  # the code under test
+    for part in ("copier.yml", "template", "includes", "hooks", "src", "tests", "scripts"):  # the code under test
         subprocess.run(["rm", "-rf", str(fork / part)], check=True)
         subprocess.run(["cp", "-r", str(ROOT / part), str(fork / part)], check=True)
     add_cert_manager(fork)
+    # the fork's data derived from renders, regenerated as CONTRIBUTING says
+    env = {**os.environ, "OPC_SCHEMA_DIR": os.pathsep.join(map(str, schema_dirs())), "PYTHONPATH": str(fork / "src"),
+           "OPC_CHART_DIR": os.pathsep.join(map(str, charts.dirs))}
+    derive = [arg for k, v in charts.substitutes.items() for arg in ("--chart-substitute", f"{k}={v}")]
+    for script in ("image-paths", "reserved-names"):
+        done = subprocess.run([sys.executable, str(fork / "scripts" / script), *derive], cwd=fork, env=env,
+                              capture_output=True, text=True, timeout=1200)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "cert-manager" in (fork / "hooks" / "image-paths.yml").read_text()
     git(fork, "add", "-A")
     git(fork, "commit", "-q", "-m", "fork: add cert-manager")
-    env = {**os.environ, "OPC_SCHEMA_DIR": str(schema_dir()), "PYTHONPATH": str(fork / "src")}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
                              "tests/test_render.py", "-k", "valid_fixture_renders or jinja or byte_identical"],
                             cwd=fork, env=env, capture_output=True, text=True, timeout=1200)

@@ -12,10 +12,23 @@ from pathlib import Path
 
 import pytest
 import yaml
+from observability import (
+    DASHBOARDS,
+    Query,
+    as_recording_rules,
+    dashboard_queries,
+    dashboards,
+    documents,
+    panels,
+    prometheus_rules,
+    promtool_check_rules,
+    recorded_series,
+    rule_queries,
+    tool,
+    unknown_selections,
+    unscraped_selections,
+)
 
-from observability import (DASHBOARDS, Query, as_recording_rules, dashboard_queries, dashboards, documents, panels,
-                           prometheus_rules, promtool_check_rules, recorded_series, rule_queries, tool,
-                           unknown_selections, unscraped_selections)
 from opc.runtime import check_dapr, check_telemetry, component_problems
 from opc.validate import validate_repo
 
@@ -273,7 +286,7 @@ def test_dapr_metadata_check_catches_mistakes(rendered):
     assert "has no documented fields" in component_problems(kafka)[0]
 
 
-def test_dapr_wiring_is_checked_across_the_cluster(rendered_copy, schemas: Path):
+def test_dapr_wiring_is_checked_across_the_cluster(rendered_copy, schemas: list[Path], charts):
     """A subscription to a missing pub/sub, a scope naming no service, tracing to no collector."""
     repo = rendered_copy("valid/aliyun-prod-flux.yml")
     subscriptions = repo / "platform/dapr/base/subscriptions.yaml"
@@ -281,7 +294,7 @@ def test_dapr_wiring_is_checked_across_the_cluster(rendered_copy, schemas: Path)
                              .replace("  - order-service", "  - billing-service"))
     configuration = repo / "platform/dapr/base/configuration.yaml"
     configuration.write_text(configuration.read_text().replace("cluster-collector.", "traces-collector."))
-    report = validate_repo(repo, [schemas], lint=False, wiring=[check_dapr])
+    report = validate_repo(repo, schemas, lint=False, wiring=[check_dapr], charts=charts)
     messages = [f"{f.where}: {f.message}" for f in report.findings]
     assert any("subscriptions.yaml: pubsubname 'events' is not a pub/sub Component" in m for m in messages)
     assert any("subscriptions.yaml: scope 'billing-service' is not the app id of a rendered service" in m
@@ -289,15 +302,15 @@ def test_dapr_wiring_is_checked_across_the_cluster(rendered_copy, schemas: Path)
     assert any("configuration.yaml: traces go to 'traces-collector." in m for m in messages)
 
 
-def test_telemetry_wiring_is_checked(rendered_copy, schemas: Path):
+def test_telemetry_wiring_is_checked(rendered_copy, schemas: list[Path], charts):
     """The Java agent and the mesh must send to a collector's OTLP receiver on their cluster."""
     repo = rendered_copy("valid/aliyun-prod-flux.yml")
-    assert validate_repo(repo, [schemas], lint=False, wiring=[check_telemetry]).findings == []
+    assert validate_repo(repo, schemas, lint=False, wiring=[check_telemetry], charts=charts).findings == []
     instrumentation = repo / "platform/observability/cluster/instrumentation.yaml"
     instrumentation.write_text(instrumentation.read_text().replace(":4318", ":4319"))
     telemetry = repo / "platform/observability/cluster/telemetry.yaml"
     telemetry.write_text(telemetry.read_text().replace("name: otel-tracing", "name: zipkin"))
-    messages = [f.message for f in validate_repo(repo, [schemas], lint=False, wiring=[check_telemetry]).findings]
+    messages = [f.message for f in validate_repo(repo, schemas, lint=False, wiring=[check_telemetry], charts=charts).findings]
     assert any("the agents export to 'http://cluster-collector.opentelemetry-operator-system.svc.cluster.local:4319'"
                in m for m in messages)
     assert "tracing provider 'zipkin' is not an extension provider of istiod's meshConfig" in messages

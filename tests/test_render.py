@@ -7,11 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES, fixture_header, load_fixture, render
-from opc.render import template_root
+
 from opc.answers import AnswerError
-from opc.render import render_new
+from opc.render import render_new, template_root
 from opc.validate import validate_repo
 from opc.wiring import ALL_CHECKS
 
@@ -35,9 +34,9 @@ def test_fixture_matrix_is_complete():
 
 
 @pytest.mark.parametrize("fixture", VALID, ids=lambda p: p.stem)
-def test_valid_fixture_renders_and_validates(fixture: Path, rendered, schemas: Path):
+def test_valid_fixture_renders_and_validates(fixture: Path, rendered, schemas: list[Path], charts):
     repo = rendered(f"valid/{fixture.name}")
-    report = validate_repo(repo, [schemas], wiring=ALL_CHECKS)
+    report = validate_repo(repo, schemas, wiring=ALL_CHECKS, charts=charts)
     problems = "\n".join(str(f) for f in report.findings[:40])
     assert report.ok, f"{report.summary()}\n{problems}"
     assert report.built == report.kustomizations > 0
@@ -77,7 +76,11 @@ def test_invalid_fixture_is_refused(fixture: Path, template_repo: Path, tmp_path
     dest = tmp_path / "company"
     with pytest.raises((AnswerError, ValueError)) as caught:
         render_new(dest, load_fixture(fixture), template=str(template_repo), vcs_ref="HEAD", quiet=True)
-    assert question in str(caught.value), str(caught.value)
+    message = str(caught.value)
+    assert question in message, message
+    assert fixture_header(fixture, "message") in message, message
+    for secret in filter(None, [fixture_header(fixture, "never")]):
+        assert secret not in message, message
     assert not dest.exists()
     assert not list(tmp_path.iterdir()), "a staging directory was left behind"
 

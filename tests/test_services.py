@@ -21,9 +21,8 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from conftest import FIXTURES, ROOT
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from observability import EXTERNAL_LABELS, dashboard_queries, rule_queries, service_selections
 
 MAVEN_REPO = ROOT / ".cache" / "m2"  # kept between runs; CI starts cold
@@ -78,9 +77,9 @@ def unexposed_service_selections(repo: Path, scrape: str) -> list[str]:
                 continue
             if label not in present:
                 problems.append(f"{selector.metric} has no label {label}")
-            elif label == "le" and matcher.startswith("=") and not matcher.startswith("=~"):
-                if not any(float(s["le"]) == float(matcher[1:]) for s in series[selector.metric]):
-                    problems.append(f"{selector.metric} has no bucket le={matcher[1:]}")
+            elif (label == "le" and matcher.startswith("=") and not matcher.startswith("=~")
+                  and not any(float(s["le"]) == float(matcher[1:]) for s in series[selector.metric])):
+                problems.append(f"{selector.metric} has no bucket le={matcher[1:]}")
     return problems
 
 
@@ -276,3 +275,23 @@ def test_service_metric_check_catches_what_a_service_lacks(rendered):
     assert "logback_events_total is queried but not exposed" in problems
     assert "jvm_memory_used_bytes has no label area" in problems
     assert "grpc_server_processing_duration_seconds_bucket has no bucket le=0.25" in problems
+
+
+@pytest.mark.slow
+def test_documented_maven_command_builds_the_services(rendered_copy):
+    """The rendered repository's own way to the right Maven (`make maven`, with the machine's
+    Debian Maven 3.8) and `make services` build every service."""
+    repo = rendered_copy("valid/aliyun-prod-flux.yml")
+    debian_mvn = shutil.which("mvn", path="/usr/bin")
+    assert debian_mvn, "Debian's maven package is needed (scripts/install-tools installs it)"
+    assert "Apache Maven 3.8" in subprocess.run([debian_mvn, "-v"], capture_output=True, text=True).stdout
+    env = {**os.environ, "MAVEN_ARGS": f"-Dmaven.repo.local={MAVEN_REPO}"}
+    with maven_lock():
+        installed = subprocess.run(["make", "maven", f"MVN={debian_mvn}"], cwd=repo, capture_output=True, text=True,
+                                   env=env, timeout=600)
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        assert "Apache Maven 3.9" in installed.stdout
+        built = subprocess.run(["make", "services"], cwd=repo, capture_output=True, text=True, env=env, timeout=1200)
+    assert built.returncode == 0, built.stdout[-4000:]
+    assert "BUILD SUCCESS" in built.stdout
+    assert (repo / "services/order-service/start/target/order-service.jar").is_file()

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import git, released_template, releases
 from packaging.version import Version
 
-from conftest import git, released_template, releases
 from opc.cli import main
 from opc.render import render_new
 from opc.validate import validate_repo
@@ -63,7 +63,7 @@ def test_migrations_file_matches_the_template():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("release", RELEASES)
-def test_update_keeps_every_edit(release: str, template: Path, tmp_path: Path, schemas: Path):
+def test_update_keeps_every_edit(release: str, template: Path, tmp_path: Path, schemas: list[Path], charts):
     old_layout = release in OLD_LAYOUT
     registry_answer = "container_registry" if old_layout else "image_registry"
     project = render_at(template, release, tmp_path / "acme", {registry_answer: REGISTRY})
@@ -115,7 +115,7 @@ def test_update_keeps_every_edit(release: str, template: Path, tmp_path: Path, s
     if moved_edit:
         assert not (project / MOVED[0]).exists()
         assert "team: founder" in (project / MOVED[1]).read_text()
-    report = validate_repo(project, [schemas], wiring=ALL_CHECKS)
+    report = validate_repo(project, schemas, wiring=ALL_CHECKS, charts=charts)
     assert report.ok, [str(f) for f in report.findings][:20]
 
 
@@ -134,7 +134,7 @@ def test_unedited_project_updates_to_a_fresh_render(release: str, template: Path
     ours = sorted(p.relative_to(project).as_posix() for p in project.rglob("*")
                   if p.is_file() and ".git" not in p.relative_to(project).parts and p.name != ".copier-answers.yml")
     assert ours == files
-    match, mismatch, errors = filecmp.cmpfiles(project, fresh, files, shallow=False)
+    _, mismatch, errors = filecmp.cmpfiles(project, fresh, files, shallow=False)
     assert not mismatch and not errors, mismatch[:10]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import catalog
 
 from opc.cli import main
 from opc.schemas import SchemaStore, _fix_crd_schema
@@ -43,9 +44,17 @@ spec:
 """
 
 
+def flux_crd_source() -> str:
+    """crd-sources.yaml naming the module of Flux's HelmRelease CRD, as the catalogue pins it."""
+    source = next(s for s in catalog().crd_sources if "helm.toolkit.fluxcd.io" in s["groups"])
+    return (f"---\n- groups: [helm.toolkit.fluxcd.io]\n  module: {source['module']}\n  version: {source['version']}\n"
+            f"  paths: [{', '.join(source['paths'])}]\n")
+
+
 def make_repo(root: Path, files: dict[str, str]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / ".yamllint").write_text("---\nextends: default\n")
+    (root / "crd-sources.yaml").write_text(flux_crd_source())
     for name, text in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,11 +66,11 @@ def kustomization(*resources: str) -> str:
     return "---\nresources:\n" + "".join(f"  - {r}\n" for r in resources)
 
 
-def run(root: Path, schemas: Path | None):
-    return validate_repo(root, [schemas] if schemas else [])
+def run(root: Path, schemas: list[Path] | None):
+    return validate_repo(root, schemas or [])
 
 
-def test_valid_repo(tmp_path: Path, schemas: Path):
+def test_valid_repo(tmp_path: Path, schemas: list[Path]):
     repo = make_repo(tmp_path, {
         "base/kustomization.yaml": kustomization("sc.yaml", "hr.yaml"),
         "base/sc.yaml": GOOD_STORAGE_CLASS,
@@ -70,7 +79,8 @@ def test_valid_repo(tmp_path: Path, schemas: Path):
     report = run(repo, schemas)
     assert report.ok, [str(f) for f in report.findings]
     assert (report.built, report.valid, report.invalid, report.missing) == (1, 2, 0, 0)
-    assert report.summary().startswith("1 kustomizations built, 2 objects valid, 0 invalid, 0 missing")
+    assert report.summary().startswith("1 kustomizations built, 0 chart renders (0 objects), 2 objects valid, "
+                                       "0 invalid, 0 missing")
 
 
 @pytest.mark.parametrize("broken, message", [
@@ -84,14 +94,14 @@ def test_valid_repo(tmp_path: Path, schemas: Path):
     (GOOD_STORAGE_CLASS.replace("name: ssd", "name: ssd\n  labels:\n    -bad/key: v"), "DNS-1123 subdomain"),
 ], ids=["core-unknown-field", "crd-unknown-field", "crd-misspelt-root-field", "crd-metadata-unknown-field",
         "crd-wrong-type", "bad-name", "label-value-too-long", "bad-label-key"])
-def test_invalid_object_is_reported(tmp_path: Path, schemas: Path, broken: str, message: str):
+def test_invalid_object_is_reported(tmp_path: Path, schemas: list[Path], broken: str, message: str):
     repo = make_repo(tmp_path, {"k/kustomization.yaml": kustomization("o.yaml"), "k/o.yaml": broken})
     report = run(repo, schemas)
     assert report.invalid == 1 and not report.ok
     assert any(message in f.message and f.category == "invalid" for f in report.findings), report.findings
 
 
-def test_object_without_schema_is_missing_not_passed(tmp_path: Path, schemas: Path):
+def test_object_without_schema_is_missing_not_passed(tmp_path: Path, schemas: list[Path]):
     repo = make_repo(tmp_path, {
         "k/kustomization.yaml": kustomization("o.yaml", "hr.yaml"),
         "k/o.yaml": "---\napiVersion: alibabacloud.com/v1\nkind: AlbConfig\nmetadata:\n  name: alb\nspec: {}\n",
@@ -99,17 +109,18 @@ def test_object_without_schema_is_missing_not_passed(tmp_path: Path, schemas: Pa
     })
     report = run(repo, schemas)
     assert (report.valid, report.missing) == (1, 1) and not report.ok
-    assert run(repo, None).missing == 2  # without a schema directory every custom resource is missing
+    (repo / "crd-sources.yaml").unlink()
+    assert run(repo, None).missing == 2  # with no schema source at all every custom resource is missing
 
 
-def test_build_failure_is_reported(tmp_path: Path, schemas: Path):
+def test_build_failure_is_reported(tmp_path: Path, schemas: list[Path]):
     repo = make_repo(tmp_path, {"k/kustomization.yaml": kustomization("absent.yaml")})
     report = run(repo, schemas)
     assert report.failed_builds == 1 and not report.ok
     assert report.findings[0].category == "build" and report.findings[0].where == "k"
 
 
-def test_components_are_built(tmp_path: Path, schemas: Path):
+def test_components_are_built(tmp_path: Path, schemas: list[Path]):
     repo = make_repo(tmp_path, {
         "c/kustomization.yaml": "---\napiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
                                 "resources:\n  - sc.yaml\n",
@@ -119,7 +130,7 @@ def test_components_are_built(tmp_path: Path, schemas: Path):
     assert report.built == 1 and report.invalid == 1
 
 
-def test_lint_problems_fail(tmp_path: Path, schemas: Path):
+def test_lint_problems_fail(tmp_path: Path, schemas: list[Path]):
     repo = make_repo(tmp_path, {
         "k/kustomization.yaml": kustomization("sc.yaml"),
         "k/sc.yaml": GOOD_STORAGE_CLASS.replace("name: ssd", "name: ssd   "),
@@ -145,28 +156,55 @@ def test_crd_schema_corrections():
     assert fixed["properties"]["port"]["anyOf"] == [{"type": "integer"}, {"type": "string"}]
 
 
-def test_schema_store_prefers_builtin_kinds(schemas: Path):
-    store = SchemaStore([schemas])
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {"group": "example.com", "names": {"kind": "Widget", "plural": "widgets"}, "scope": "Namespaced",
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                 "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                     "size": {"type": "integer"}}}}}}}]},
+}
+
+
+def test_schema_store_order_of_sources(tmp_path: Path):
+    """Built-in kinds from Kubernetes' schemas, then a release's CRD, then a schema directory."""
+    (tmp_path / "example.com").mkdir()
+    (tmp_path / "example.com" / "gadget_v1.json").write_text('{"type": "object"}')
+    (tmp_path / "example.com" / "widget_v1.json").write_text('{"type": "object"}')
+    store = SchemaStore([tmp_path])
+    store.add_crd(WIDGET_CRD, "chart widgets 1.0.0")
     assert store.validator("v1", "ConfigMap")[1].startswith("kubernetes")
-    assert store.validator("networking.istio.io/v1", "Gateway")[1].endswith("gateway_v1.json")
+    assert store.validator("example.com/v1", "Widget")[1] == "chart widgets 1.0.0"
+    assert store.validator("example.com/v1", "Gadget")[1].endswith("gadget_v1.json")
     assert store.validator("example.com/v1", "Nothing")[0] is None
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "n"},
+              "spec": {"size": 3}}
+    assert store.validate(widget).status == "valid"
+    widget["spec"]["colour"] = "red"  # a CRD lists its properties: no others (strict field validation)
+    assert "'colour' was unexpected" in store.validate(widget).errors[0]
 
 
-def test_cli_exit_codes_and_summary(tmp_path: Path, schemas: Path):
+def test_cli_exit_codes_and_summary(tmp_path: Path):
     good = make_repo(tmp_path / "good", {"k/kustomization.yaml": kustomization("sc.yaml"), "k/sc.yaml": GOOD_STORAGE_CLASS})
-    result = CliRunner().invoke(main, ["validate", str(good), "--schema-dir", str(schemas)])
+    env = {"OPC_SCHEMA_DIR": None, "OPC_CHART_DIR": None}  # as CONTRIBUTING suggests setting them: not used here
+    result = CliRunner().invoke(main, ["validate", str(good)], env=env)
     assert result.exit_code == 0, result.output
-    assert "1 kustomizations built, 1 objects valid, 0 invalid, 0 missing" in result.output
-    assert "[1/1] k: 1 objects" in result.output  # progress (stderr is mixed in by CliRunner)
+    assert "1 kustomizations built, 0 chart renders (0 objects), 1 objects valid, 0 invalid, 0 missing" in result.output
+    assert "built 1 of 1 kustomizations" in result.output  # progress (stderr is mixed in by CliRunner)
     bad = make_repo(tmp_path / "bad", {"k/kustomization.yaml": kustomization("hr.yaml"), "k/hr.yaml": GOOD_HELM_RELEASE})
-    result = CliRunner().invoke(main, ["validate", str(bad)])
+    (bad / "crd-sources.yaml").unlink()
+    result = CliRunner().invoke(main, ["validate", str(bad)], env=env)
     assert result.exit_code == 1
     assert "0 objects valid, 0 invalid, 1 missing" in result.output
     assert "MISSING  k: HelmRelease demo/demo: no schema for HelmRelease helm.toolkit.fluxcd.io/v2" in result.output
 
 
-def test_schema_location_template(tmp_path: Path, schemas: Path):
+def test_schema_location_template(tmp_path: Path):
     repo = make_repo(tmp_path / "repo", {"k/kustomization.yaml": kustomization("hr.yaml"), "k/hr.yaml": GOOD_HELM_RELEASE})
+    (repo / "crd-sources.yaml").unlink()
+    schemas = tmp_path / "schemas"
+    (schemas / "helm.toolkit.fluxcd.io").mkdir(parents=True)
+    (schemas / "helm.toolkit.fluxcd.io" / "helmrelease_v2.json").write_text('{"type": "object", "properties": {"spec": {}}}')
     location = f"file://{schemas}/{{{{.Group}}}}/{{{{.ResourceKind}}}}_{{{{.ResourceAPIVersion}}}}.json"
     report = validate_repo(repo, [], schema_locations=[location])
     assert report.ok and report.valid == 1, [str(f) for f in report.findings]

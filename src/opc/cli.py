@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,7 +15,9 @@ from .schemas import DEFAULT_KUBERNETES_VERSION
 
 
 def _err(message: str) -> None:
-    click.echo(message, err=True)
+    from .text import mask_credentials
+
+    click.echo(mask_credentials(message), err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,7 +26,8 @@ def main() -> None:
     """Scaffold, validate and upgrade a one-person company's multi-cloud GitOps repository."""
 
 
-def _collect_data(pairs: tuple[str, ...], data_file: Path | None, template: str, ref: str | None = None) -> dict:
+def _collect_data(pairs: tuple[str, ...], data_file: Path | None, template: str,
+                  ref: str | None = None) -> dict[str, Any]:
     from .answers import load_data_file, parse_value
     from .render import questions_for
 
@@ -35,6 +39,42 @@ def _collect_data(pairs: tuple[str, ...], data_file: Path | None, template: str,
             raise click.BadParameter(f"expected KEY=VALUE, got '{pair}'", param_hint="--data")
         data[key] = parse_value(questions.get(key), raw)
     return data
+
+
+def chart_options(command: Any) -> Any:
+    """The options that say how charts are had and rendered (validate, footprint)."""
+    for option in reversed([
+        click.option("--kubernetes-version", default=DEFAULT_KUBERNETES_VERSION, show_default=True,
+                     help="Kubernetes version the clusters run: built-in kinds are checked against its schemas "
+                     "and charts are rendered for it."),
+        click.option("--chart-dir", "chart_dirs", multiple=True,
+                     type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help="Directory of charts laid out as <chart>-<version>/ (or .tgz), tried before the cache "
+                     "and helm pull (repeatable; also $OPC_CHART_DIR, colon-separated)."),
+        click.option("--chart-substitute", "substitutes", multiple=True, metavar="CHART-VERSION=DIR",
+                     help="Render DIR in place of a pinned chart that cannot be had (said in the summary; for "
+                     "checks of structure only)."),
+        click.option("--offline", is_flag=True,
+                     help="Never helm pull: every chart must be in a chart directory or the cache."),
+        click.option("--no-charts", is_flag=True, help="Do not render Helm releases or expand KubeVela Applications."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _charts(kubernetes_version: str, chart_dirs: tuple[Path, ...], substitutes: tuple[str, ...],
+            offline: bool) -> Any:
+    from .validate import ChartOptions
+
+    replaced: dict[str, Path] = {}
+    for item in substitutes:
+        name, sep, path = item.partition("=")
+        if not sep or not Path(path).is_dir():
+            raise click.BadParameter(f"expected CHART-VERSION=DIR with an existing DIR, got '{item}'",
+                                     param_hint="--chart-substitute")
+        replaced[name] = Path(path).resolve()
+    return ChartOptions(list(chart_dirs), pull=not offline, kube_version=f"{kubernetes_version}.0",
+                        substitutes=replaced)
 
 
 @main.command()
@@ -57,21 +97,31 @@ def new(destination: Path, pairs: tuple[str, ...], data_file: Path | None, defau
     behind when rendering fails.
     """
     from .answers import AnswerError
-    from .render import TemplateNotFound, render_new, template_root
+    from .entry import os_error
+    from .render import TemplateNotFound, render_new, template_root, unanswered
 
     try:
         source = template_root(template)
         data = _collect_data(pairs, data_file, source, vcs_ref)
+        if not defaults and not sys.stdin.isatty():
+            missing = unanswered(source, data, vcs_ref)
+            if missing:
+                _err(f"error: no terminal to ask {len(missing)} unanswered question(s) ({', '.join(missing)}): "
+                     "answer them with -d KEY=VALUE or --data-file, or pass --defaults to take their defaults")
+                sys.exit(2)
+            defaults = True  # everything is answered: nothing to ask
         started = time.perf_counter()
         dest = render_new(destination, data, template=source, defaults=defaults, vcs_ref=vcs_ref, quiet=quiet)
-    except (AnswerError, TemplateNotFound, FileExistsError) as exc:
+    except (AnswerError, TemplateNotFound, FileExistsError, ValueError) as exc:  # ValueError: Copier's validators
         _err(f"error: {exc}")
         sys.exit(2)
-    except ValueError as exc:  # Copier's validators and choices
-        _err(f"error: {exc}")
-        sys.exit(2)
+    except OSError as exc:
+        _err(f"error: cannot render into {destination}: {os_error(exc)}")
+        sys.exit(1)
     files = sum(1 for p in dest.rglob("*") if p.is_file())
     _err(f"rendered {files} files into {dest} in {time.perf_counter() - started:.1f}s")
+    me = sys.argv[0] if "/" in sys.argv[0] and not sys.argv[0].endswith(".py") else "opc"
+    _err(f"next: {me} validate {dest}   (then {dest}/README.md > Bootstrap)")
 
 
 @main.command()
@@ -93,13 +143,13 @@ def new(destination: Path, pairs: tuple[str, ...], data_file: Path | None, defau
     help="A kubeconform-style schema location: a path or http(s) URL with {{.Group}}, {{.ResourceKind}} "
     "and {{.ResourceAPIVersion}} (repeatable; downloads are cached in ~/.cache/opc/schemas).",
 )
-@click.option("--kubernetes-version", default=DEFAULT_KUBERNETES_VERSION, show_default=True,
-              help="Kubernetes version whose schemas built-in kinds are checked against.")
+@chart_options
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, help="Parallel kustomize builds.")
 @click.option("--no-lint", is_flag=True, help="Skip yamllint.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems and the summary.")
-def validate(directory: Path, schema_dirs: tuple[Path, ...], schema_locations: tuple[str, ...], kubernetes_version: str, jobs: int | None,
-             no_lint: bool, quiet: bool) -> None:
+def validate(directory: Path, schema_dirs: tuple[Path, ...], schema_locations: tuple[str, ...],
+             kubernetes_version: str, chart_dirs: tuple[Path, ...], substitutes: tuple[str, ...], offline: bool,
+             no_charts: bool, jobs: int | None, no_lint: bool, quiet: bool) -> None:
     """Build every kustomization under DIRECTORY and validate every object strictly.
 
     Built-in kinds are checked against the Kubernetes schema, custom resources against the
@@ -112,18 +162,49 @@ def validate(directory: Path, schema_dirs: tuple[Path, ...], schema_locations: t
     if not directory.is_dir():
         raise click.BadParameter(f"{directory} is not a directory", param_hint="DIRECTORY")
     dirs = [Path(p) for d in schema_dirs for p in str(d).split(":") if p]
-    if not dirs and not schema_locations:
-        _err("warning: no --schema-dir or --schema-location: every custom resource will be reported as missing")
     started = time.perf_counter()
     report = validate_repo(
         directory, dirs, kubernetes_version=kubernetes_version, jobs=jobs,
         progress=None if quiet else _err, lint=not no_lint, wiring=ALL_CHECKS,
         schema_locations=list(schema_locations),
+        charts=None if no_charts else _charts(kubernetes_version, chart_dirs, substitutes, offline),
     )
     for finding in report.findings:
         click.echo(str(finding))
     click.echo(report.summary() + f" ({time.perf_counter() - started:.1f}s)")
     sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+@click.option("--nodes", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Nodes per cluster: a DaemonSet's pod counts once per node.")
+@chart_options
+@click.option("--quiet", "-q", is_flag=True, help="Print only the result.")
+def footprint(directory: Path, fmt: str, nodes: int, kubernetes_version: str, chart_dirs: tuple[Path, ...],
+              substitutes: tuple[str, ...], offline: bool, no_charts: bool, quiet: bool) -> None:
+    """CPU and memory requests and limits per cluster and namespace, from the real rendered pods.
+
+    Every pod the clusters of the repository in DIRECTORY run for good (charts rendered, services
+    expanded by KubeVela, operators' pods, injected sidecars), replicas and autoscaler minimums
+    applied, DaemonSets counted per node.
+    """
+    from . import footprint as fp
+    from .validate import validate_repo
+
+    if no_charts:
+        raise click.BadParameter("a footprint needs the charts' pods", param_hint="--no-charts")
+    report = validate_repo(directory, [], kubernetes_version=kubernetes_version, lint=False, wiring=[],
+                           progress=None if quiet else _err,
+                           charts=_charts(kubernetes_version, chart_dirs, substitutes, offline))
+    problems = [f for f in report.findings if f.category in ("build", "chart", "vela")]
+    for finding in problems:
+        _err(str(finding))
+    footprints = fp.compute(report, nodes)
+    render = {"text": fp.render_text, "markdown": fp.render_markdown, "json": fp.render_json}[fmt]
+    click.echo(render(footprints, nodes))
+    sys.exit(1 if problems else 0)
 
 
 @main.command()
@@ -211,6 +292,39 @@ def diff(base: str | None, head: str | None, directory: Path, fmt: str, exit_cod
     else:
         click.echo(render_text(result))
     sys.exit(1 if exit_code and not result.empty else 0)
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def tools(ctx: click.Context) -> None:
+    """The programs opc runs (helm and vela for validate; the control-plane and flux sets for
+    verify and the tests): pinned versions, built once per machine and cached."""
+    from .tools import TOOLS, describe
+
+    if ctx.invoked_subcommand is None:
+        for name in TOOLS:
+            click.echo(describe(name))
+
+
+@tools.command("install")
+@click.argument("names", nargs=-1)
+def tools_install(names: tuple[str, ...]) -> None:
+    """Build the pinned tools that are not cached yet from the Go module proxy: NAMES (tools, or
+    the sets control-plane and flux), else helm and vela."""
+    from .tools import TOOLS, ToolMissing, expand, install
+
+    try:
+        wanted = expand(names)
+    except ToolMissing as exc:
+        raise click.BadParameter(str(exc), param_hint="NAMES") from None
+    for name in wanted:
+        try:
+            path, seconds = install(name, progress=_err)
+        except ToolMissing as exc:
+            _err(f"error: {exc}")
+            sys.exit(1)
+        how = f"built in {seconds:.0f}s" if seconds is not None else "cached"
+        _err(f"{name} {TOOLS[name].version}: {path} ({how})")
 
 
 @main.group()

@@ -67,23 +67,10 @@ class DiffResult:
                 f"{len(self.changed)} changed")
 
 
-def _kustomization_file(directory: Path) -> Path | None:
-    for name in kustomize.KUSTOMIZATION_FILES:
-        if (directory / name).is_file():
-            return directory / name
-    return None
-
-
 def deployable_units(root: Path) -> list[Path]:
     """Kustomizations that no other kustomization includes (resources or components)."""
     all_dirs = kustomize.find_kustomizations(root)
-    included: set[Path] = set()
-    for directory in all_dirs:
-        spec = yaml.safe_load(_kustomization_file(directory).read_text()) or {}
-        for entry in (spec.get("resources") or []) + (spec.get("components") or []):
-            target = (directory / str(entry)).resolve()
-            if target.is_dir():
-                included.add(target)
+    included = kustomize.included_by_others(all_dirs)
     return [d for d in all_dirs if d.resolve() not in included]
 
 
@@ -127,12 +114,24 @@ def compare(base: dict[Key, dict[str, Any]], head: dict[Key, dict[str, Any]], ba
     return result
 
 
+class DiffError(RuntimeError):
+    pass
+
+
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def check_revision(repo: Path, ref: str) -> None:
+    try:
+        _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except subprocess.CalledProcessError:
+        raise DiffError(f"'{ref}' is not a revision of {repo} (a branch, tag or commit)") from None
+
+
 def materialize(repo: Path, ref: str, dest: Path) -> Path:
     """The tree of ``ref``, as files, in ``dest``."""
+    check_revision(repo, ref)
     archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=repo, check=True, capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(dest, filter="data")
@@ -150,8 +149,21 @@ def default_base(repo: Path) -> str:
 
 def run(repo: Path, base: str | None = None, head: str | None = None) -> DiffResult:
     """Diff the objects of ``base`` (default: merge-base with main) and ``head`` (default: the
-    working tree)."""
+    working tree), two revisions of the git repository ``repo``; or of two directories, when
+    ``base`` and ``head`` are both directories (two renders, say)."""
+    if base and head and Path(base).is_dir() and Path(head).is_dir():
+        return compare(build_objects(Path(base).resolve()), build_objects(Path(head).resolve()), base, head)
+    for given in (base, head):
+        if given and Path(given).is_dir():
+            raise DiffError(f"'{given}' is a directory: opc diff compares two git revisions of one repository "
+                            "(opc diff [BASE] [HEAD] --dir REPO), or two directories given as BASE and HEAD")
     repo = repo.resolve()
+    try:
+        _git(repo, "rev-parse", "--git-dir")
+    except subprocess.CalledProcessError:
+        raise DiffError(f"{repo} is not a git repository: opc diff compares two revisions of a rendered "
+                        "repository (run it inside one, or pass --dir), or two directories given as BASE and HEAD"
+                        ) from None
     base = base or default_base(repo)
     base_name = base if len(base) < 40 else base[:12]
     with tempfile.TemporaryDirectory(prefix="opc-diff-") as tmp:
@@ -160,14 +172,14 @@ def run(repo: Path, base: str | None = None, head: str | None = None) -> DiffRes
         return compare(build_objects(base_root), build_objects(head_root), base_name, head or "working tree")
 
 
-def render_text(result: DiffResult, show_diff: bool = True) -> str:
+def render_text(result: DiffResult) -> str:
     lines = [result.summary()]
     for scope, items in result.by_scope().items():
         lines.append("")
         lines.append(scope)
         for mark, change in items:
             lines.append(f"  {mark} {change.label}")
-            if show_diff and change.diff:
+            if change.diff:
                 lines.extend("      " + line for line in change.diff.rstrip("\n").splitlines())
     return "\n".join(lines)
 
@@ -184,7 +196,7 @@ def render_markdown(result: DiffResult) -> str:
         for mark, change in items:
             lines.append(f"| {scope} | {words[mark]} | `{change.label}` |")
     for scope, items in result.by_scope().items():
-        for mark, change in items:
+        for _, change in items:
             if change.diff:
                 lines += ["", f"<details><summary>{scope}: {change.label}</summary>", "", "```diff",
                           change.diff.rstrip("\n"), "```", "", "</details>"]

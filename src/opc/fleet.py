@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
+
+from .kustomize import parse_documents
 
 OCM = "cluster.open-cluster-management.io"
 CLUSTERSET_LABEL = f"{OCM}/clusterset"
@@ -51,11 +54,11 @@ def _meta(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _name(obj: dict[str, Any]) -> str:
-    return _meta(obj).get("name", "")
+    return str(_meta(obj).get("name", ""))
 
 
 def _ns(obj: dict[str, Any]) -> str:
-    return _meta(obj).get("namespace", "")
+    return str(_meta(obj).get("namespace", ""))
 
 
 def _group(obj: dict[str, Any]) -> str:
@@ -100,7 +103,7 @@ class Fleet:
     definitions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
 
     @classmethod
-    def from_objects(cls, objects: Iterable[dict[str, Any]]) -> "Fleet":
+    def from_objects(cls, objects: Iterable[dict[str, Any]]) -> Fleet:
         fleet = cls()
         seen: set[tuple[str, str, str]] = set()
         for obj in objects:
@@ -173,7 +176,8 @@ class Fleet:
         for taint in (self.clusters[cluster].get("spec") or {}).get("taints") or []:
             if taint.get("effect") not in ("NoSelect", "NoSelectIfNew"):
                 continue
-            if not any(t.get("key") == taint.get("key") and (t.get("operator") == "Exists" or t.get("value") == taint.get("value"))
+            if not any(t.get("key") == taint.get("key")
+                       and (t.get("operator") == "Exists" or t.get("value") == taint.get("value"))
                        for t in tolerations):
                 return True
         return False
@@ -223,6 +227,14 @@ class SourceIndex:
         self.root = root
         self._index: dict[tuple[str, str], str] | None = None
 
+    @classmethod
+    def of(cls, report: Any) -> SourceIndex:
+        """The index of a report's repository, built once per report."""
+        index = report.memo.get("sources")
+        if index is None:
+            index = report.memo["sources"] = cls(report.root)
+        return index  # type: ignore[no-any-return]
+
     def _build(self) -> dict[tuple[str, str], str]:
         index: dict[tuple[str, str], str] = {}
         for dirpath, dirnames, filenames in os.walk(self.root):
@@ -232,7 +244,7 @@ class SourceIndex:
                     continue
                 path = Path(dirpath) / name
                 try:
-                    docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+                    docs = parse_documents(path.read_text(encoding="utf-8"))
                 except (yaml.YAMLError, UnicodeDecodeError):
                     continue
                 for doc in docs:

@@ -5,20 +5,28 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, ClassVar
 
 import yaml
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 SKIP_DIRS = {".git", "node_modules", "target", ".venv", "__pycache__"}
 
-try:  # the C loader is several times faster on large builds
-    _Loader = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
+# The C loader is several times faster on large builds (absent when PyYAML was built without it).
+_Base: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
+    """YAML as Kubernetes reads it: a bare '=' is the string "=", not YAML 1.1's value key."""
+
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, Any]]]] = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:value"]
+        for first, resolvers in _Base.yaml_implicit_resolvers.items()
+    }
 
 
 class KustomizeNotFound(RuntimeError):
@@ -50,7 +58,27 @@ class Build:
     ok: bool
     objects: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
-    seconds: float = 0.0
+
+
+def included_by_others(paths: list[Path]) -> set[Path]:
+    """The kustomizations among ``paths`` (resolved) that another kustomization includes as a
+    resource or a component."""
+    included: set[Path] = set()
+    for directory in paths:
+        for name in KUSTOMIZATION_FILES:
+            file = directory / name
+            if not file.is_file():
+                continue
+            try:
+                spec = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                spec = {}
+            for entry in (spec.get("resources") or []) + (spec.get("components") or []):
+                target = (directory / str(entry)).resolve()
+                if target.is_dir():
+                    included.add(target)
+            break
+    return included
 
 
 def parse_documents(text: str) -> list[dict[str, Any]]:
@@ -58,33 +86,22 @@ def parse_documents(text: str) -> list[dict[str, Any]]:
 
 
 def build_one(path: Path, command: list[str] | None = None) -> Build:
-    import time
-
     command = command or kustomize_command()
-    started = time.perf_counter()
-    proc = subprocess.run([*command, str(path)], capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - started
+    proc = subprocess.run([*command, str(path)], capture_output=True, text=True, check=False, errors="replace")
     if proc.returncode != 0:
-        return Build(path, False, error=(proc.stderr or proc.stdout).strip(), seconds=elapsed)
+        return Build(path, False, error=(proc.stderr or proc.stdout).strip())
     try:
         objects = parse_documents(proc.stdout)
     except yaml.YAMLError as exc:
-        return Build(path, False, error=f"kustomize output is not YAML: {exc}", seconds=elapsed)
-    return Build(path, True, objects, seconds=elapsed)
+        return Build(path, False, error=f"kustomize output is not YAML: {' '.join(str(exc).split())}")
+    return Build(path, True, objects)
 
 
-def build_all(
-    paths: list[Path],
-    jobs: int | None = None,
-    on_done: Callable[[Build], None] | None = None,
-) -> Iterator[Build]:
+def build_all(paths: list[Path], jobs: int | None = None) -> Iterator[Build]:
     """Build ``paths`` in parallel; yields builds in the order of ``paths``."""
     command = kustomize_command()
     jobs = jobs or max(2, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(build_one, p, command) for p in paths]
         for future in futures:
-            result = future.result()
-            if on_done:
-                on_done(result)
-            yield result
+            yield future.result()

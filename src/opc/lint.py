@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
@@ -38,10 +39,20 @@ def yaml_files(root: Path, conf: YamlLintConfig) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
         for name in sorted(filenames):
-            rel = os.path.relpath(os.path.join(dirpath, name), root)
+            rel = (Path(dirpath) / name).relative_to(root).as_posix()
             if conf.is_yaml_file(rel) and not conf.is_file_ignored(rel):
                 files.append(rel)
     return files
+
+
+def _reason(exc: Exception) -> str:
+    """One line saying why a file cannot be read as YAML text."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        char = exc.character if isinstance(exc.character, int) else exc.character[0]
+        return f"not readable as YAML: character #x{char:04x} at position {exc.position} is not allowed"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at position {exc.start}"
+    return " ".join(str(exc).split())
 
 
 def lint_tree(root: Path) -> tuple[int, list[LintProblem], str]:
@@ -50,7 +61,12 @@ def lint_tree(root: Path) -> tuple[int, list[LintProblem], str]:
     files = yaml_files(root, conf)
     problems: list[LintProblem] = []
     for rel in files:
-        text = (root / rel).read_text(encoding="utf-8")
-        for p in linter.run(text, conf, rel):
+        try:
+            text = (root / rel).read_text(encoding="utf-8")
+            found = list(linter.run(text, conf, rel))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            problems.append(LintProblem(rel, 1, 1, "error", "unreadable", _reason(exc)))
+            continue
+        for p in found:
             problems.append(LintProblem(rel, p.line, p.column, p.level, p.rule or "syntax", p.desc))
     return len(files), problems, source

@@ -48,23 +48,29 @@ def compute(fleet: Fleet) -> dict[str, list[Row]]:
         spec = placement.get("spec") or {}
         labels: dict[str, Any] = {}
         for predicate in spec.get("predicates") or []:
-            labels.update(((predicate.get("requiredClusterSelector") or {}).get("labelSelector") or {}).get("matchLabels") or {})
+            selector = (predicate.get("requiredClusterSelector") or {}).get("labelSelector") or {}
+            labels.update(selector.get("matchLabels") or {})
         decision = fleet.place(placement)
         parts = [f"sets: {', '.join(spec.get('clusterSets') or fleet.bound_sets(_ns(placement)))}", _describe(labels)]
         if spec.get("numberOfClusters") is not None:
             parts.append(f"numberOfClusters {spec['numberOfClusters']}")
-        spread = [c.get("topologyKey", "").rpartition("/")[2] for c in (spec.get("spreadPolicy") or {}).get("spreadConstraints") or []]
+        constraints = (spec.get("spreadPolicy") or {}).get("spreadConstraints") or []
+        spread = [c.get("topologyKey", "").rpartition("/")[2] for c in constraints]
         if spread:
             parts.append("spread by " + ", ".join(spread))
         groups.setdefault(_env_of(labels), []).append(
-            Row("Placement", f"{_ns(placement)}/{_name(placement)}", "; ".join(parts), decision.clusters, decision.notes))
+            Row("Placement", f"{_ns(placement)}/{_name(placement)}", "; ".join(parts), decision.clusters,
+                decision.notes))
     for app, policy in fleet.topology_policies():
         selector = (policy.get("properties") or {}).get("clusterLabelSelector") or {}
         decision = fleet.topology(policy)
         groups.setdefault(_env_of(selector), []).append(
             Row("topology", f"{_ns(app)}/{_name(app)} {policy.get('name')}", _describe(selector), decision.clusters,
                 decision.notes))
-    return dict(sorted(groups.items(), key=lambda kv: (ENV_ORDER.index(kv[0]) if kv[0] in ENV_ORDER else len(ENV_ORDER), kv[0])))
+    def order(item: tuple[str, list[Row]]) -> tuple[int, str]:
+        return (ENV_ORDER.index(item[0]) if item[0] in ENV_ORDER else len(ENV_ORDER), item[0])
+
+    return dict(sorted(groups.items(), key=order))
 
 
 def render_text(fleet: Fleet, groups: dict[str, list[Row]]) -> str:
@@ -79,11 +85,11 @@ def render_text(fleet: Fleet, groups: dict[str, list[Row]]) -> str:
     for env, rows in groups.items():
         lines.append("")
         lines.append(f"Environment {env}:" if env else "Across environments:")
-        for row in rows:
-            label = "Placement" if row.kind == "Placement" else "Application"
-            lines.append(f"  {label} {row.subject}  [{row.selector}]")
-            lines.append("    -> " + (", ".join(row.clusters) if row.clusters else "NOTHING"))
-            for note in row.notes:
+        for entry in rows:
+            label = "Placement" if entry.kind == "Placement" else "Application"
+            lines.append(f"  {label} {entry.subject}  [{entry.selector}]")
+            lines.append("    -> " + (", ".join(entry.clusters) if entry.clusters else "NOTHING"))
+            for note in entry.notes:
                 lines.append(f"       ({note})")
     return "\n".join(lines)
 

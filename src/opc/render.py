@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .answers import AnswerError, check_answers, load_questions
+from .answers import AnswerError, Question, check_answers, load_questions
 
 
 class TemplateNotFound(RuntimeError):
@@ -38,7 +41,7 @@ def template_root(explicit: str | None = None) -> str:
     return str(path)
 
 
-def questions_for(source: str, ref: str | None = None):
+def questions_for(source: str, ref: str | None = None) -> dict[str, Question] | None:
     """The questionnaire of the version to render, when the template is a local path (remote ones
     are checked by Copier): ``ref``, else the newest release, else the working tree."""
     path = Path(source)
@@ -49,6 +52,27 @@ def questions_for(source: str, ref: str | None = None):
 
         ref = newest_release(source)
     return load_questions(path, ref)
+
+
+def unanswered(source: str, data: dict[str, Any], vcs_ref: str | None = None) -> list[str]:
+    """The questions Copier would ask given ``data``: askable (their ``when`` holds for these
+    answers) and not answered. Runs Copier's own question pass without rendering anything."""
+    import copier
+
+    with _quiet_copier(), copier.Worker(src_path=source, dst_path=Path(tempfile.gettempdir()) / "opc-unanswered",
+                                        data=data, defaults=True, pretend=True, unsafe=True, vcs_ref=vcs_ref,
+                                        quiet=True) as worker:
+        worker._ask()
+        answers = worker.answers
+        return [name for name in answers.user if name not in data and name not in answers.hidden]
+
+
+@contextlib.contextmanager
+def _quiet_copier() -> Iterator[None]:
+    """Copier's warnings (a dirty local template, a missing tag) as one line each, not a stack."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def render_new(
@@ -78,16 +102,17 @@ def render_new(
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.opc-", dir=dest.parent))
     try:
-        copier.run_copy(
-            source,
-            staging,
-            data=data,
-            defaults=defaults,
-            unsafe=True,
-            vcs_ref=vcs_ref,
-            quiet=quiet,
-            cleanup_on_error=True,
-        )
+        with _quiet_copier():
+            copier.run_copy(
+                source,
+                staging,
+                data=data,
+                defaults=defaults,
+                unsafe=True,
+                vcs_ref=vcs_ref,
+                quiet=quiet,
+                cleanup_on_error=True,
+            )
         if dest.exists():
             dest.rmdir()
         staging.rename(dest)

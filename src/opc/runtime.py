@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -30,7 +31,8 @@ DAPR_GROUP = "dapr.io/"
 def documented_components() -> dict[str, Any]:
     """The documented fields per component type (see data/dapr-components.yaml)."""
     text = resources.files("opc").joinpath("data/dapr-components.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    catalog: dict[str, Any] = yaml.safe_load(text)
+    return catalog
 
 
 def component_problems(component: dict[str, Any]) -> list[str]:
@@ -126,7 +128,7 @@ class BuiltObjects:
             cluster = _cluster_of(path)
             if cluster:
                 self.by_cluster[cluster].append(obj)
-        self._sources = SourceIndex(report.root)
+        self._sources = SourceIndex.of(report)
         self._reported: set[tuple[str, str, str]] = set()
         self.findings: list[Finding] = []
 
@@ -166,7 +168,7 @@ def check_dapr(report: Report) -> list[Finding]:
         for obj in dapr:
             kind, spec = obj.get("kind"), obj.get("spec") or {}
             if kind == "Subscription":
-                target = components.get((_ns(obj), spec.get("pubsubname")))
+                target = components.get((_ns(obj), str(spec.get("pubsubname", ""))))
                 if target is None or not str((target.get("spec") or {}).get("type", "")).startswith("pubsub."):
                     fail(obj, f"pubsubname '{spec.get('pubsubname')}' is not a pub/sub Component in "
                               f"namespace '{_ns(obj)}'")
@@ -206,7 +208,8 @@ def check_telemetry(report: Report) -> list[Finding]:
                               f"OpenTelemetryCollector ({', '.join(sorted(grpc | http)) or 'none'})")
             if obj.get("kind") == "Telemetry":
                 istiod = _release_values(objects, "istiod")
-                providers = {p.get("name"): p for p in ((istiod or {}).get("meshConfig") or {}).get("extensionProviders") or []}
+                mesh = (istiod or {}).get("meshConfig") or {}
+                providers = {p.get("name"): p for p in mesh.get("extensionProviders") or []}
                 for tracing in (obj.get("spec") or {}).get("tracing") or []:
                     for ref in tracing.get("providers") or []:
                         provider = providers.get(ref.get("name"))
@@ -222,7 +225,8 @@ def check_telemetry(report: Report) -> list[Finding]:
     return built.findings
 
 
-def _check_policy_refs(fail, obj: dict[str, Any], policies: dict[str, Any], target: dict[str, Any]) -> None:
+def _check_policy_refs(fail: Callable[[dict[str, Any], str], None], obj: dict[str, Any], policies: dict[str, Any],
+                       target: dict[str, Any]) -> None:
     for field, group in (("timeout", "timeouts"), ("retry", "retries"), ("circuitBreaker", "circuitBreakers")):
         name = target.get(field)
         if name and name not in (policies.get(group) or {}):

@@ -12,14 +12,14 @@ closed, and OpenAPI's ``nullable`` becomes "null allowed".
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jsonschema
 from referencing import Registry, Resource
@@ -28,7 +28,7 @@ from .metadata import check_metadata
 
 K8S_DEFS_ID = "https://kubernetes.io/api/_definitions.json"
 OBJECT_META = f"{K8S_DEFS_ID}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-DEFAULT_KUBERNETES_VERSION = "1.33"
+DEFAULT_KUBERNETES_VERSION = "1.34"
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,27 @@ def _k8s_schema_dir(version: str) -> Path:
     raise ValueError(f"no Kubernetes schemas for version {version}; available: {', '.join(available)}")
 
 
-def _fix_crd_schema(node: Any) -> Any:
-    """Apply the OpenAPI -> JSON-schema corrections recursively (on a copy)."""
-    if isinstance(node, list):
-        return [_fix_crd_schema(n) for n in node]
+def _walk(node: Any, fix: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    """Apply ``fix`` to every schema in a JSON/OpenAPI schema, bottom-up, following only the
+    keywords that hold schemas (a property may well be named "nullable" or "properties")."""
     if not isinstance(node, dict):
         return node
-    out = {k: _fix_crd_schema(v) for k, v in node.items()}
+    out = dict(node)
+    for key in ("properties", "patternProperties", "definitions", "$defs"):
+        if isinstance(out.get(key), dict):
+            out[key] = {name: _walk(sub, fix) for name, sub in out[key].items()}
+    for key in ("items", "additionalProperties", "not", "additionalItems"):
+        if isinstance(out.get(key), dict):
+            out[key] = _walk(out[key], fix)
+        elif key == "items" and isinstance(out.get(key), list):
+            out[key] = [_walk(sub, fix) for sub in out[key]]
+    for key in ("allOf", "anyOf", "oneOf", "prefixItems"):
+        if isinstance(out.get(key), list):
+            out[key] = [_walk(sub, fix) for sub in out[key]]
+    return fix(out)
+
+
+def _openapi_to_json_schema(out: dict[str, Any]) -> dict[str, Any]:
     if out.get("x-kubernetes-preserve-unknown-fields") is True and out.get("additionalProperties") is False:
         del out["additionalProperties"]
     if out.pop("nullable", False) is True:
@@ -79,6 +93,24 @@ def _fix_crd_schema(node: Any) -> Any:
     if out.get("x-kubernetes-int-or-string") is True and "type" not in out and "anyOf" not in out:
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
     return out
+
+
+def _fix_crd_schema(node: Any) -> Any:
+    """Apply the OpenAPI -> JSON-schema corrections recursively (on a copy)."""
+    return _walk(node, _openapi_to_json_schema)
+
+
+def _strict(out: dict[str, Any]) -> dict[str, Any]:
+    if ("properties" in out and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+def strict_crd_schema(node: Any) -> Any:
+    """A CRD's openAPIV3Schema as the API server applies it with strict field validation: an
+    object that lists its properties accepts no others, unless it preserves unknown fields."""
+    return _walk(node, _strict)
 
 
 def _close_root(schema: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +146,7 @@ def _fetch(url: str) -> dict[str, Any] | None:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "opc" / "schemas"
     path = cache / (hashlib.sha256(url.encode()).hexdigest() + ".json")
     if path.is_file():
-        return json.loads(path.read_text())
+        return _object(json.loads(path.read_text()), url)
     try:
         with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - user-given location
             text = response.read().decode()
@@ -124,7 +156,13 @@ def _fetch(url: str) -> dict[str, Any] | None:
         raise
     cache.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    return json.loads(text)
+    return _object(json.loads(text), url)
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: a schema must be a JSON object")
+    return value
 
 
 class SchemaStore:
@@ -140,7 +178,60 @@ class SchemaStore:
         self.locations = [str(Path(d) / DIR_LAYOUT) for d in schema_dirs] + list(schema_locations)
         self.kubernetes_version = kubernetes_version
         self._validators: dict[tuple[str, str], tuple[jsonschema.protocols.Validator | None, str]] = {}
+        self._crds: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
         self._lock = threading.Lock()
+        # API group -> a source of CRDs fetched the first time a kind of it has no other schema
+        self.sources: dict[str, Any] = {}
+        self._fetched: dict[int, str] = {}  # id(source) -> "" or why it could not be fetched
+        self._fetch_lock = threading.Lock()
+
+    def add_sources(self, sources: Iterable[Any]) -> None:
+        """CRD sources (crds.CrdSource) to fetch lazily, by the API groups they serve."""
+        for source in sources:
+            for group in source.groups:
+                self.sources.setdefault(group, source)
+
+    def _from_source(self, group: str) -> str:
+        """Fetch the source of ``group`` once; returns why it failed, or ""."""
+        from .crds import SourceError, fetch
+
+        source = self.sources.get(group)
+        if source is None:
+            return ""
+        with self._fetch_lock:
+            if id(source) not in self._fetched:
+                try:
+                    for crd in fetch(source):
+                        spec = crd.get("spec") or {}
+                        for version in spec.get("versions") or []:
+                            kind = str((spec.get("names") or {}).get("kind"))
+                            key = (f"{spec.get('group')}/{version.get('name')}", kind)
+                            if key not in self._crds:
+                                self.add_crd(crd, source.label)
+                                break
+                    self._fetched[id(source)] = ""
+                except SourceError as exc:
+                    self._fetched[id(source)] = str(exc)
+            return self._fetched[id(source)]
+
+    def add_crd(self, crd: dict[str, Any], source: str = "") -> None:
+        """Use the schema of every served version of a CustomResourceDefinition (from a pinned
+        release) for its kind, before any schema directory or location."""
+        spec = crd.get("spec") or {}
+        group, kind = spec.get("group"), (spec.get("names") or {}).get("kind")
+        where = source or f"CRD {(crd.get('metadata') or {}).get('name')}"
+        for version in spec.get("versions") or []:
+            schema = (version.get("schema") or {}).get("openAPIV3Schema")
+            if not (group and kind and isinstance(schema, dict)) or version.get("served") is False:
+                continue
+            key = (f"{group}/{version.get('name')}", str(kind))
+            with self._lock:
+                self._crds[key] = (schema, where)
+                self._validators.pop(key, None)
+
+    @property
+    def crd_kinds(self) -> int:
+        return len(self._crds)
 
     @cached_property
     def _k8s(self) -> tuple[Registry, dict[tuple[str, str, str], str]]:
@@ -160,6 +251,10 @@ class SchemaStore:
         if definition is not None:
             schema = {"$ref": f"{K8S_DEFS_ID}#/$defs/{definition}"}
             return jsonschema.Draft202012Validator(schema, registry=registry), f"kubernetes {self.kubernetes_version}"
+        crd = self._crds.get((api_version, kind))
+        if crd is not None:
+            closed = _close_root(_fix_crd_schema(strict_crd_schema(crd[0])))
+            return jsonschema.Draft202012Validator(closed, registry=registry), crd[1]
         for template in self.locations:
             where = expand_location(template, group, kind, version)
             if where.startswith(("http://", "https://")):
@@ -170,14 +265,21 @@ class SchemaStore:
             if raw is not None:
                 schema = _close_root(_fix_crd_schema(raw))
                 return jsonschema.Draft202012Validator(schema, registry=registry), where
-        return None, ""
+        failure = self._from_source(group)
+        crd = self._crds.get((api_version, kind))
+        if crd is not None:
+            closed = _close_root(_fix_crd_schema(strict_crd_schema(crd[0])))
+            return jsonschema.Draft202012Validator(closed, registry=registry), crd[1]
+        return None, failure
 
     def validator(self, api_version: str, kind: str) -> tuple[jsonschema.protocols.Validator | None, str]:
         key = (api_version, kind)
         with self._lock:
-            if key not in self._validators:
-                self._validators[key] = self._compile(api_version, kind)
-            return self._validators[key]
+            if key in self._validators:
+                return self._validators[key]
+        compiled = self._compile(api_version, kind)
+        with self._lock:
+            return self._validators.setdefault(key, compiled)
 
     def validate(self, obj: dict[str, Any], max_errors: int = 8) -> Outcome:
         api_version, kind = obj.get("apiVersion"), obj.get("kind")
@@ -185,8 +287,9 @@ class SchemaStore:
             return Outcome("invalid", ("object has no apiVersion or kind",))
         validator, source = self.validator(api_version, kind)
         if validator is None:
-            return Outcome("missing", (f"no schema for {kind} {api_version}",))
-        errors = sorted(validator.iter_errors(copy.deepcopy(obj)), key=lambda e: list(map(str, e.absolute_path)))
+            why = f" (its CRD source failed: {source})" if source else ""
+            return Outcome("missing", (f"no schema for {kind} {api_version}{why}",))
+        errors = sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
         meta_errors = check_metadata(obj)
         if not errors and not meta_errors:
             return Outcome("valid", schema=source)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import filecmp
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -117,7 +118,8 @@ def migrations(src: str, old_ref: str, new_ref: str | None) -> tuple[dict[str, s
         path = Path(src) / "hooks" / "migrations.yml"
         text = path.read_text() if path.is_file() else ""
     elif Path(src).is_dir():
-        shown = subprocess.run(["git", "-C", src, "show", f"{ref}:hooks/migrations.yml"], capture_output=True, text=True)
+        shown = subprocess.run(["git", "-C", src, "show", f"{ref}:hooks/migrations.yml"], capture_output=True,
+                               text=True, check=False)
         text = shown.stdout if shown.returncode == 0 else ""
     else:
         with tempfile.TemporaryDirectory() as tmp:
@@ -156,7 +158,8 @@ def endangered_edits(repo: Path, old: Path, new: Path, moved: dict[str, str]) ->
             continue  # untouched (or already gone): the update may remove it
         if moved.get(rel) in new_files:
             continue  # a migration moves it, edits included
-        target = next((n for n in sorted(new_files - old_files) if filecmp.cmp(old / rel, new / n, shallow=False)), None)
+        same = (n for n in sorted(new_files - old_files) if filecmp.cmp(old / rel, new / n, shallow=False))
+        target = next(same, None)
         notes.append(f"{rel}: edited here, {'renamed to ' + target if target else 'deleted'} by the new version")
     return notes
 
@@ -179,7 +182,7 @@ def merge_moved_edits(repo: Path, old: Path, new: Path, moved: dict[str, str], c
             base.write_text((old / source).read_text())
             merged = subprocess.run(["git", "merge-file", "-p", "-L", "before updating", "-L", "base",
                                      "-L", "after updating", str(mine), str(base), str(new / target)],
-                                    capture_output=True, text=True)
+                                    capture_output=True, text=True, check=False)
         (repo / target).write_text(merged.stdout)
         if merged.returncode == 0:
             git(repo, "add", "--", target)
@@ -285,9 +288,7 @@ def add_service(repo: Path, service: dict[str, Any], progress: Callable[[str], N
         document["services"] = []
     document["services"].append(service)
     for key, value in rendered.items():
-        if key not in document:
-            document[key] = value
-        elif key != "services" and document[key] != value:
+        if key not in document or (key != "services" and document[key] != value):
             document[key] = value
     with answers_path.open("w") as handle:
         rt.dump(document, handle)

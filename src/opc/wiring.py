@@ -14,16 +14,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from .fleet import (BUILTIN_COMPONENTS, BUILTIN_POLICIES, BUILTIN_STEPS, BUILTIN_TRAIT_WORKLOADS, BUILTIN_TRAITS, Fleet,
-                    SourceIndex, _name, _ns)
+from .conflicts import check_conflicts
+from .fleet import (
+    BUILTIN_COMPONENTS,
+    BUILTIN_POLICIES,
+    BUILTIN_STEPS,
+    BUILTIN_TRAIT_WORKLOADS,
+    BUILTIN_TRAITS,
+    Fleet,
+    SourceIndex,
+    _name,
+    _ns,
+)
+from .images import check_mirrors
 from .policy import check_policies
 from .runtime import check_dapr, check_telemetry
 from .validate import Finding, Report, object_id
+from .values import check_values
 
 
 def _fleet_and_places(report: Report) -> tuple[Fleet, dict[int, str]]:
     """The fleet of all built objects, and for each object id() the kustomization it came from."""
-    objects, where = [], {}
+    objects: list[dict[str, Any]] = []
+    where: dict[int, str] = {}
     for path, obj in report.objects():
         objects.append(obj)
         where.setdefault(id(obj), path)
@@ -32,7 +45,7 @@ def _fleet_and_places(report: Report) -> tuple[Fleet, dict[int, str]]:
 
 def check_wiring(report: Report) -> list[Finding]:
     fleet, built_in = _fleet_and_places(report)
-    sources = SourceIndex(report.root)
+    sources = SourceIndex.of(report)
     findings: list[Finding] = []
 
     def fail(obj: dict[str, Any], message: str) -> None:
@@ -70,7 +83,8 @@ def check_wiring(report: Report) -> list[Finding]:
                 fail(app, f"component '{component.get('name')}' has type '{ctype}', which is neither built in "
                           "nor rendered as a ComponentDefinition")
                 continue
-            workload = ((fleet.definitions["ComponentDefinition"].get(ctype) or {}).get("spec") or {}).get("workload") or {}
+            definition_spec = (fleet.definitions["ComponentDefinition"].get(ctype) or {}).get("spec") or {}
+            workload = definition_spec.get("workload") or {}
             for trait in component.get("traits") or []:
                 ttype = trait.get("type")
                 if ttype not in traits:
@@ -105,4 +119,4 @@ def check_wiring(report: Report) -> list[Finding]:
     return findings
 
 
-ALL_CHECKS = [check_policies, check_wiring, check_dapr, check_telemetry]
+ALL_CHECKS = [check_conflicts, check_values, check_policies, check_mirrors, check_wiring, check_dapr, check_telemetry]

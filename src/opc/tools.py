@@ -1,0 +1,220 @@
+"""The external programs opc runs, pinned, built from the Go module proxy once per machine and
+cached by version (``$OPC_TOOLS_CACHE``, default ``~/.cache/opc/tools``).
+
+`opc tools install [NAME...]` builds what is missing; a command uses a cached build, else the
+same program on PATH. kustomize is not built: kubectl's built-in one serves (see kustomize.py).
+
+helm and vela (what `opc validate` runs) are single `go install`/`go build` runs. The control
+plane of `opc verify` (etcd, kube-apiserver) and the Flux controllers the test-suite runs come
+from Go modules shipped in this package (``gomod/<set>/go.mod`` and ``go.sum``): one module per
+set lets Go resolve one version of every shared dependency and compile it once for all the set's
+programs. There are two sets because a Go module holds one version of k8s.io/api: the API
+server is the Kubernetes line the platform targets (1.34), and Flux 2.9's controllers need the
+1.36 libraries. A set's cache directory is named by the digest of its go.mod and go.sum, so a
+changed pin rebuilds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ToolMissing(RuntimeError):
+    pass
+
+
+def cache_root() -> Path:
+    explicit = os.environ.get("OPC_TOOLS_CACHE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "opc" / "tools"
+
+
+def _go(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    if shutil.which("go") is None:
+        raise ToolMissing("Go is needed to build opc's tools from the Go module proxy (go.dev/dl)")
+    proc = subprocess.run(["go", *args], cwd=cwd, capture_output=True, text=True, check=False,
+                          env={**os.environ, "GOFLAGS": "-mod=mod", **(env or {})})
+    if proc.returncode != 0:
+        raise ToolMissing(f"go {' '.join(args)} failed: {proc.stderr.strip()[-2000:]}")
+    return proc.stdout
+
+
+def module_dir(module: str, version: str) -> Path:
+    """The source of a Go module version, downloaded from the module proxy (read-only)."""
+    info = json.loads(_go("mod", "download", "-json", f"{module}@{version}"))
+    return Path(info["Dir"])
+
+
+def _build_helm(tool: Tool, out: Path) -> None:
+    # The release's version stamp, so that `helm version` tells what it is.
+    _go("install", "-trimpath", f"-ldflags=-X helm.sh/helm/v3/internal/version.version={tool.version}",
+        f"helm.sh/helm/v3/cmd/helm@{tool.version}", env={"GOBIN": str(out)})
+
+
+def _build_vela(tool: Tool, out: Path) -> None:
+    # `go install` refuses the module (replace directives): it builds as the main module.
+    with tempfile.TemporaryDirectory(prefix="opc-vela-src-") as tmp:
+        src = Path(tmp) / "src"
+        shutil.copytree(module_dir("github.com/oam-dev/kubevela", tool.version), src)
+        for path in src.rglob("*"):
+            path.chmod(path.stat().st_mode | 0o200)
+        _go("build", "-trimpath", "-ldflags", f"-X github.com/oam-dev/kubevela/version.VelaVersion={tool.version}",
+            "-o", str(out / "vela"), "./references/cmd/cli", cwd=src)
+
+
+GOMOD = Path(__file__).parent / "gomod"
+
+
+@dataclass(frozen=True)
+class ToolSet:
+    """Programs built together from one Go module of this package (``gomod/<name>``)."""
+
+    name: str
+    version: str  # what the set pins, for people
+    programs: tuple[tuple[str, str, str], ...]  # (binary, package, extra -ldflags)
+
+    @property
+    def module(self) -> Path:
+        return GOMOD / self.name
+
+    @property
+    def digest(self) -> str:
+        text = b"".join((self.module / f).read_bytes() for f in ("go.mod", "go.sum"))
+        return hashlib.sha256(text).hexdigest()[:12]
+
+    @property
+    def home(self) -> Path:
+        return cache_root() / f"{self.name}-{self.digest}"
+
+
+def _build_set(tool: Tool, out: Path) -> None:
+    assert tool.toolset is not None
+    with tempfile.TemporaryDirectory(prefix=f"opc-{tool.toolset.name}-") as tmp:
+        for name in ("go.mod", "go.sum"):  # the module is read-only where opc is installed
+            shutil.copy(tool.toolset.module / name, Path(tmp) / name)
+        for binary, package, ldflags in tool.toolset.programs:
+            _go("build", "-trimpath", f"-ldflags=-s -w {ldflags}".strip(), "-o", str(out / binary), package,
+                cwd=Path(tmp))
+
+
+KUBERNETES = "v1.34.4"
+_K8S_VERSION = " ".join(f"-X k8s.io/component-base/version.{key}={value}" for key, value in (
+    ("gitVersion", KUBERNETES), ("gitMajor", "1"), ("gitMinor", KUBERNETES.split(".")[1]),
+    ("gitTreeState", "clean")))
+CONTROL_PLANE = ToolSet("control-plane", f"kubernetes {KUBERNETES}, etcd v3.6.16", (
+    ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", _K8S_VERSION),
+    ("etcd", "go.etcd.io/etcd/server/v3", ""),
+))
+FLUX = ToolSet("flux", "Flux 2.9: source-controller v1.9.5, kustomize-controller v1.9.5, helm-controller v1.6.4; "
+               "registry v3.1.2", (
+    ("registry", "github.com/distribution/distribution/v3/cmd/registry", ""),
+    ("source-controller", "github.com/fluxcd/source-controller", ""),
+    ("kustomize-controller", "github.com/fluxcd/kustomize-controller", ""),
+    ("helm-controller", "github.com/fluxcd/helm-controller", ""),
+))
+SETS = {s.name: s for s in (CONTROL_PLANE, FLUX)}
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    version: str
+    build: Callable[[Tool, Path], None]
+    version_args: tuple[str, ...]
+    toolset: ToolSet | None = None
+
+    @property
+    def home(self) -> Path:
+        if self.toolset is not None:
+            return self.toolset.home
+        return cache_root() / f"{self.name}-{self.version}"
+
+    @property
+    def cached(self) -> Path:
+        return self.home / self.name
+
+
+TOOLS = {
+    "helm": Tool("helm", "v3.22.0", _build_helm, ("version", "--short")),
+    "vela": Tool("vela", "v1.10.9", _build_vela, ("version",)),
+    "etcd": Tool("etcd", "v3.6.16", _build_set, ("--version",), CONTROL_PLANE),
+    "kube-apiserver": Tool("kube-apiserver", KUBERNETES, _build_set, ("--version",), CONTROL_PLANE),
+    "source-controller": Tool("source-controller", "v1.9.5", _build_set, (), FLUX),
+    "kustomize-controller": Tool("kustomize-controller", "v1.9.5", _build_set, (), FLUX),
+    "helm-controller": Tool("helm-controller", "v1.6.4", _build_set, (), FLUX),
+    "registry": Tool("registry", "v3.1.2", _build_set, ("--version",), FLUX),
+}
+# What `opc tools install` builds without names: what `opc validate` runs.
+DEFAULT = ("helm", "vela")
+
+
+def expand(names: tuple[str, ...] | list[str]) -> list[str]:
+    """Tool names, with set names (control-plane, flux) replaced by their programs."""
+    out: list[str] = []
+    for name in names or DEFAULT:
+        members = [t.name for t in TOOLS.values() if t.toolset is not None and t.toolset.name == name]
+        if not members and name not in TOOLS:
+            known = ", ".join([*TOOLS, *SETS])
+            raise ToolMissing(f"unknown tool '{name}' (known: {known})")
+        out += [m for m in members or [name] if m not in out]
+    return out
+
+
+def find(name: str) -> str:
+    """The pinned build if it is cached, else the program on PATH."""
+    tool = TOOLS[name]
+    if tool.cached.is_file() and (tool.home / ".built").is_file():
+        return str(tool.cached)
+    found = shutil.which(name)
+    if found:
+        return found
+    target = tool.toolset.name if tool.toolset else name
+    raise ToolMissing(f"{name} {tool.version} is needed: run `opc tools install {target}` (it builds it from the Go "
+                      f"module proxy into {tool.home}) or put {name} on PATH")
+
+
+def install(name: str, progress: Callable[[str], None] = lambda _m: None) -> tuple[Path, float | None]:
+    """Build ``name`` into the cache unless it is there; returns its path and the build seconds
+    (None when it was cached)."""
+    tool = TOOLS[name]
+    if (tool.home / ".built").is_file():
+        return tool.cached, None
+    tool.home.parent.mkdir(parents=True, exist_ok=True)
+    what = f"{tool.toolset.name} ({tool.toolset.version})" if tool.toolset else f"{name} {tool.version}"
+    progress(f"building {what} from the Go module proxy into {tool.home} (once per machine)")
+    started = time.perf_counter()
+    staging = Path(tempfile.mkdtemp(prefix=f".{tool.home.name}.", dir=tool.home.parent))
+    try:
+        tool.build(tool, staging)
+        (staging / ".built").write_text(tool.version + "\n")
+        staging.chmod(0o755)
+        if tool.home.exists():
+            shutil.rmtree(tool.home)
+        staging.rename(tool.home)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return tool.cached, time.perf_counter() - started
+
+
+def describe(name: str) -> str:
+    tool = TOOLS[name]
+    try:
+        path = find(name)
+    except ToolMissing:
+        return f"{name:20} {tool.version:10} missing (opc tools install {tool.toolset.name if tool.toolset else name})"
+    if not tool.version_args:  # the Flux controllers print no version; the set's module pins it
+        return f"{name:20} {tool.version:10} {path}"
+    proc = subprocess.run([path, *tool.version_args], capture_output=True, text=True, check=False)
+    reported = ((proc.stdout or proc.stderr).strip().splitlines() or ["?"])[0]
+    return f"{name:20} {tool.version:10} {path} ({reported})"
