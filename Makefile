@@ -7,8 +7,13 @@ DEST   ?= /tmp/acme-platform
 # it, charts are pulled from their repositories.
 SHARED_CHARTS := $(wildcard ../shared/charts)
 CHART_ARGS := $(if $(SHARED_CHARTS),--chart-dir $(SHARED_CHARTS) --chart-substitute flux-operator-0.59.0=$(SHARED_CHARTS)/flux-operator-0.49.0)
+# ...and schemas of custom resources, for a stand-in CRD where a CRD's source is out of reach.
+SHARED_SCHEMAS := $(wildcard ../shared/crd-schemas)
+SCHEMA_ARGS := $(if $(SHARED_SCHEMAS),--schema-dir $(SHARED_SCHEMAS))
+# Where `make control-plane` runs etcd and kube-apiserver (a fresh directory each time).
+PLANE ?= $(shell mktemp -d -t opc-control-plane.XXXXXX)
 
-.PHONY: help render validate test tools bench clean
+.PHONY: help render validate verify control-plane test tools bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,6 +31,14 @@ render: $(BIN)/opc ## render a company repository with the default answers into 
 validate: $(BIN)/opc ## validate the repository in $(DEST) (charts rendered, pods judged); builds helm and vela once
 	$(BIN)/opc tools install
 	$(BIN)/opc validate $(DEST) $(CHART_ARGS)
+
+verify: $(BIN)/opc ## apply the repository in $(DEST) to a local kube-apiserver (real CRDs, Pod Security admission)
+	$(BIN)/opc tools install helm vela control-plane
+	$(BIN)/opc verify $(DEST) $(CHART_ARGS) $(SCHEMA_ARGS)
+
+control-plane: $(BIN)/opc ## run the tests' etcd and kube-apiserver in $(PLANE) until Ctrl-C (prints KUBECONFIG)
+	$(BIN)/opc tools install control-plane
+	$(BIN)/opc tools control-plane $(PLANE)
 
 tools: $(BIN)/opc ## install the tools the tests run for real (scripts/install-tools)
 	scripts/install-tools

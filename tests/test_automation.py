@@ -124,10 +124,19 @@ def _full_checkout(dest: Path) -> Path:
     return dest
 
 
+JOBS = {
+    "validate": ["Install opc", "Build the tools opc runs (helm, vela), unless cached", "Validate"],
+    "verify": ["Install opc", "Build the tools opc runs (helm, vela), unless cached",
+               "Build etcd and kube-apiserver, unless cached", "Verify against a real API server"],
+}
+
+
 @pytest.mark.slow
-def test_rendered_validate_workflow_runs_as_written(tmp_path: Path, schemas, charts):
-    """The validate job of a fresh render, step by step in a shell, with opc installed the way the
-    job installs it: from the template's git URL at the rendered version (here a local one)."""
+@pytest.mark.parametrize("job", sorted(JOBS))
+def test_rendered_validate_workflow_runs_as_written(job: str, tmp_path: Path, schemas, charts):
+    """A job of the validate workflow of a fresh render, step by step in a shell, with opc installed
+    the way the job installs it: from the template's git URL at the rendered version (here a local
+    one). The verify job applies the repository to the real kube-apiserver it builds."""
     from conftest import releases
 
     from opc.render import render_new
@@ -144,7 +153,7 @@ def test_rendered_validate_workflow_runs_as_written(tmp_path: Path, schemas, cha
     # what a company sets as repository variables where the chart repositories are out of reach
     extra = {"OPC_CHART_DIR": os.pathsep.join(map(str, charts.dirs)), "OPC_SCHEMA_DIR": os.pathsep.join(map(str, schemas))}
     ran = []
-    for step in _steps(repo, "validate.yml", "validate"):
+    for step in _steps(repo, "validate.yml", job):
         uses = step.get("uses", "")
         if uses:
             assert uses.split("@")[0] in {"actions/checkout", "actions/setup-python", "actions/setup-go",
@@ -156,5 +165,5 @@ def test_rendered_validate_workflow_runs_as_written(tmp_path: Path, schemas, cha
                                 capture_output=True, text=True, timeout=1800)
         assert result.returncode == 0, f"step {step.get('name')}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         ran.append(step.get("name"))
-    assert ran == ["Install opc", "Build the tools opc runs (helm, vela), unless cached", "Validate"]
+    assert ran == JOBS[job]
     assert (venv / "bin" / "opc").is_file()

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from . import version
 from .schemas import DEFAULT_KUBERNETES_VERSION
 
 
@@ -21,7 +21,7 @@ def _err(message: str) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="opc")
+@click.version_option(version(), prog_name="opc")
 def main() -> None:
     """Scaffold, validate and upgrade a one-person company's multi-cloud GitOps repository."""
 
@@ -294,6 +294,84 @@ def diff(base: str | None, head: str | None, directory: Path, fmt: str, exit_cod
     sys.exit(1 if exit_code and not result.empty else 0)
 
 
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--cluster", "clusters", multiple=True, metavar="NAME",
+              help="Verify only this cluster (repeatable; default: every cluster).")
+@click.option("--schema-dir", "schema_dirs", multiple=True, envvar="OPC_SCHEMA_DIR",
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="JSON schemas ({group}/{kind}_{version}.json) to make a stand-in CRD from where the source of a "
+              "CRD in crd-sources.yaml cannot be reached (said in the output).")
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run the control plane in this directory and leave it there (logs, certificates, kubeconfig).")
+@chart_options
+@click.option("--quiet", "-q", is_flag=True, help="Print only problems and the per-cluster results.")
+def verify(directory: Path, clusters: tuple[str, ...], schema_dirs: tuple[Path, ...], keep: Path | None,
+           kubernetes_version: str, chart_dirs: tuple[Path, ...], substitutes: tuple[str, ...], offline: bool,
+           no_charts: bool, quiet: bool) -> None:
+    """Apply every cluster of the repository in DIRECTORY to a real kube-apiserver.
+
+    A local etcd and kube-apiserver (`opc tools install control-plane` builds them once) receive
+    each cluster's objects in the order its GitOps engine applies them, chart output and KubeVela's
+    expansion included: CRDs and namespaces for real, everything else server-side applied with
+    dryRun=All and strict field validation, every pod template also as a bare Pod so that Pod
+    Security admission enforces. Exits non-zero on any rejected object or unexplained warning.
+    """
+    import tempfile
+
+    from .controlplane import ControlPlane, ControlPlaneError
+    from .tools import ToolMissing
+    from .validate import validate_repo
+    from .verify import verify_report
+
+    if not directory.is_dir():
+        raise click.BadParameter(f"{directory} is not a directory", param_hint="DIRECTORY")
+    if no_charts:
+        raise click.BadParameter("what a cluster receives includes its charts", param_hint="--no-charts")
+    say = (lambda _m: None) if quiet else _err
+    started = time.perf_counter()
+    report = validate_repo(directory, [], kubernetes_version=kubernetes_version, lint=False, wiring=[],
+                           progress=say, charts=_charts(kubernetes_version, chart_dirs, substitutes, offline))
+    broken = [f for f in report.findings if f.category in ("build", "chart", "vela")]
+    for finding in broken:
+        click.echo(str(finding))
+    if broken:
+        _err(f"error: {len(broken)} builds or charts failed; `opc validate {directory}` tells more")
+        sys.exit(1)
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="opc-verify-") as tmp:
+        plane = ControlPlane(keep.resolve() if keep else Path(tmp))
+        say("starting etcd and kube-apiserver on 127.0.0.1")
+        try:
+            plane.start()
+        except (ControlPlaneError, ToolMissing) as exc:
+            _err(f"error: {exc}")
+            sys.exit(1)
+        say(f"kube-apiserver ready at {plane.url} in {plane.started_seconds:.1f}s")
+        try:
+            results = verify_report(report, plane, clusters, progress=say,
+                                    schema_dirs=[Path(p) for d in schema_dirs for p in str(d).split(":") if p],
+                                    notes=notes)
+        except KeyError as exc:
+            raise click.BadParameter(str(exc.args[0]), param_hint="--cluster") from None
+        finally:
+            plane.stop()
+    for note in notes:
+        click.echo(f"note: {note}")
+    for result in results:
+        for problem in result.rejected:
+            click.echo(f"rejected: {result.cluster}: {problem}")
+        for warned in result.warnings:
+            why = f" (explained: {warned.explanation})" if warned.explanation else ""
+            click.echo(f"warning: {result.cluster}: {warned.step}: {warned.subject}: {warned.message}{why}")
+    for result in results:
+        click.echo(result.summary())
+    failed = [r.cluster for r in results if not r.ok]
+    click.echo(f"{len(results) - len(failed)} of {len(results)} clusters accepted "
+               f"({time.perf_counter() - started:.1f}s)")
+    sys.exit(1 if failed else 0)
+
+
 @main.group(invoke_without_command=True)
 @click.pass_context
 def tools(ctx: click.Context) -> None:
@@ -325,6 +403,34 @@ def tools_install(names: tuple[str, ...]) -> None:
             sys.exit(1)
         how = f"built in {seconds:.0f}s" if seconds is not None else "cached"
         _err(f"{name} {TOOLS[name].version}: {path} ({how})")
+
+
+@tools.command("control-plane")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def tools_control_plane(directory: Path) -> None:
+    """Run the local etcd and kube-apiserver that `opc verify` and the tests use, in DIRECTORY
+    (certificates, data, logs, kubeconfig), until interrupted: for trying objects by hand."""
+    from .controlplane import ControlPlane, ControlPlaneError
+    from .tools import ToolMissing
+
+    if directory.exists() and any(directory.iterdir()):
+        raise click.BadParameter(f"{directory} is not empty (each run starts on a fresh data directory)",
+                                 param_hint="DIRECTORY")
+    plane = ControlPlane(directory.resolve())
+    try:
+        plane.start()
+    except (ControlPlaneError, ToolMissing) as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)
+    _err(f"kube-apiserver ready at {plane.url} in {plane.started_seconds:.1f}s; Ctrl-C stops it")
+    click.echo(f"export KUBECONFIG={plane.kubeconfig}")
+    try:  # Ctrl-C stops both (exit 130)
+        while plane.alive():
+            time.sleep(1)
+        _err(f"error: the control plane stopped; see the logs in {directory}")
+        sys.exit(1)
+    finally:
+        plane.stop()
 
 
 @main.group()

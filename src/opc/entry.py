@@ -8,6 +8,7 @@ traceback).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -29,10 +30,32 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _signalled(message: str, code: int) -> None:
+    """Exit after a signal, once the command's cleanup ran. ``os._exit``: an interpreter that saw
+    a KeyboardInterrupt anywhere (an import included) may otherwise end by re-raising SIGINT at
+    shutdown, whatever code it was given."""
+    sys.stderr.write(message + "\n")
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 def os_error(exc: OSError) -> str:
     what = exc.strerror or str(exc)
     where = f": {exc.filename}" if exc.filename else ""
     return f"{what}{where}"
+
+
+def _interrupted(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def main() -> None:
@@ -51,17 +74,19 @@ def main() -> None:
             sys.exit(exc.exit_code)
         except click.exceptions.Abort as exc:
             if isinstance(exc.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-                _fail("interrupted", 130)
+                _signalled("interrupted", 130)
             _fail("aborted", 1)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _signalled("interrupted", 130)
     except Terminated:
-        _fail("terminated", 143)
+        _signalled("terminated", 143)
     except BrokenPipeError:
         sys.exit(1)
     except OSError as exc:
         _fail(f"error: {os_error(exc)}", 1)
     except Exception as exc:
+        if _interrupted(exc):  # Ctrl-C inside code that wraps what it catches (e.g. __set_name__)
+            _signalled("interrupted", 130)
         if os.environ.get("OPC_DEBUG"):
             raise
         _fail(f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())} "
