@@ -13,7 +13,7 @@ SCHEMA_ARGS := $(if $(SHARED_SCHEMAS),--schema-dir $(SHARED_SCHEMAS))
 # Where `make control-plane` runs etcd and kube-apiserver (a fresh directory each time).
 PLANE ?= $(shell mktemp -d -t opc-control-plane.XXXXXX)
 
-.PHONY: help render validate verify control-plane test tools bench clean
+.PHONY: help render validate verify control-plane test tools bench converge clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,10 +44,13 @@ tools: $(BIN)/opc ## install the tools the tests run for real (scripts/install-t
 	scripts/install-tools
 
 test: $(BIN)/opc tools ## install what the tests need, then run the whole suite (slowest tests listed)
-	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -n auto --durations=30
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/pytest -n auto --dist worksteal --durations=30
 
 bench: $(BIN)/opc tools ## render, validation and footprint benchmark (prints tables)
 	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python bench/render_bench.py
+
+converge: $(BIN)/opc tools ## every fixture through opc verify, and every Flux cluster converged by the real controllers (tables)
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python bench/control_plane.py
 
 clean: ## remove the virtual environment and caches (built tools stay in ~/.cache/opc)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .tools

@@ -362,9 +362,10 @@ def patch_for_test(repo: Path, cluster: str, served: Served, oci_charts: dict[st
         yaml.dump(data, path)
 
 
-def publish(repo: Path, root: Path) -> Path:
-    """Commit ``repo`` and make a bare clone of it under ``root``: what the Git server serves."""
-    _git(repo, "init", "-q", "-b", "main")
+def publish(repo: Path, root: Path, branch: str) -> Path:
+    """Commit ``repo`` on ``branch`` and make a bare clone of it under ``root``: what the Git
+    server serves."""
+    _git(repo, "init", "-q", "-b", branch)
     _git(repo, "add", "-A")
     _git(repo, "-c", "user.name=opc", "-c", "user.email=opc@example.invalid", "commit", "-q", "-m", "test")
     bare = root / "repo.git"
@@ -471,6 +472,7 @@ def converge(plane: ControlPlane, cluster: str, controllers: Controllers, expect
     outcome = Outcome(cluster, 0.0, {}, {}, {}, 0, [])
     while True:
         controllers.check()
+        now = time.perf_counter() - started  # one time per poll: what it sees Ready together, it dates together
         for kind, api, into in (("Kustomization", "kustomize.toolkit.fluxcd.io/v1", outcome.kustomizations),
                                 ("HelmRelease", "helm.toolkit.fluxcd.io/v2", outcome.helmreleases)):
             resource = client.resource(api, kind, refresh=not into)
@@ -478,7 +480,7 @@ def converge(plane: ControlPlane, cluster: str, controllers: Controllers, expect
                 name = f"{kind} {obj['metadata']['namespace']}/{obj['metadata']['name']}"
                 into[name] = _ready(obj)
                 if into[name][0]:
-                    outcome.ready_at.setdefault(name, time.perf_counter() - started)
+                    outcome.ready_at.setdefault(name, now)
         outcome.seconds = time.perf_counter() - started
         counts = (len(outcome.kustomizations), len(outcome.helmreleases))
         if (outcome.converged and counts >= expected) or (until and until(outcome)) or outcome.seconds > timeout:
@@ -521,7 +523,9 @@ def run(report: Report, repo_dir: Path, cluster: str, work: Path, schemas: list[
             version = package.name.removeprefix(f"{chart}-").removesuffix(".tgz")
             served.oci_tags[chart] = version
         patch_for_test(repo, cluster, served, oci_charts)
-        publish(repo, git_root)
+        source = next(o for _, objects in report.cluster_units()[cluster] for o in objects
+                      if o.get("kind") == "GitRepository" and o["metadata"]["name"] == "flux-system")
+        publish(repo, git_root, str(source["spec"]["ref"]["branch"]))
         plane = ControlPlane(work / "control-plane", extra_args=WEBHOOKLESS)
         plane.start()
         stand_in = ReadinessStandIn(plane)

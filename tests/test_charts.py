@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from opc.charts import deep_merge
@@ -82,10 +83,14 @@ def test_chart_version_that_exists_nowhere(rendered_copy, schemas, charts):
                for f in found), found
 
 
-def test_privileged_container_in_a_restricted_namespace(rendered_copy, schemas, charts):
-    repo = rendered_copy(FIXTURE)
-    edit(repo / "infrastructure/controllers/grafana-operator/release.yaml", "    podSecurityContext:\n",
-         "    securityContext:\n      privileged: true\n    podSecurityContext:\n")
+@pytest.mark.parametrize(("fixture", "indent"), [(FIXTURE, 4), ("valid/defaults-argocd.yml", 10)],
+                         ids=["flux", "argocd"])
+def test_privileged_container_in_a_restricted_namespace(fixture, indent, rendered_copy, schemas, charts):
+    """With Argo CD the namespace comes from another Application's path than the chart's: judged all the same."""
+    repo = rendered_copy(fixture)
+    pad = " " * indent
+    edit(repo / "infrastructure/controllers/grafana-operator/release.yaml", f"{pad}podSecurityContext:\n",
+         f"{pad}securityContext:\n{pad}  privileged: true\n{pad}podSecurityContext:\n")
     found = findings(repo, schemas, charts, "policy")
     assert any("Deployment grafana/grafana-operator: refused by Pod Security 'restricted' of namespace grafana in "
                'cluster hub: privileged (container "grafana-operator" must not set securityContext.privileged=true)'

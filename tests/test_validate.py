@@ -141,6 +141,50 @@ def test_lint_problems_fail(tmp_path: Path, schemas: list[Path]):
     assert {"trailing-spaces", "key-duplicates"} <= rules and report.valid == 1 and not report.ok
 
 
+def test_unreadable_file_is_a_finding(tmp_path: Path, schemas: list[Path]):
+    """A C1 control character (U+0092) or bytes that are not UTF-8: one finding each, no traceback."""
+    repo = make_repo(tmp_path, {
+        "k/kustomization.yaml": kustomization("sc.yaml"),
+        "k/sc.yaml": GOOD_STORAGE_CLASS,
+        "notes/name.yaml": "---\ncompany: Acme\u0092Co\n",
+    })
+    (repo / "notes" / "latin1.yaml").write_bytes(b"---\ncompany: Acm\xe9\n")
+    report = run(repo, schemas)
+    unreadable = sorted((f.where, f.message) for f in report.findings if "unreadable" in f.message)
+    assert unreadable == [
+        ("notes/latin1.yaml", "1:1 not UTF-8 text: byte 0xe9 at position 16 (unreadable)"),
+        ("notes/name.yaml", "1:1 not readable as YAML: character #x0092 at position 17 is not allowed (unreadable)"),
+    ], report.findings
+    assert report.valid == 1 and not report.ok
+    result = CliRunner().invoke(main, ["validate", str(repo), "-q", "--no-charts"])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "#x0092" in result.output
+
+
+def test_two_definitions_of_one_object_in_a_cluster(tmp_path: Path, schemas: list[Path]):
+    """Two deployable units of one cluster define the same object: reported, identical or not."""
+    namespace = "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: monitoring\n  labels:\n    level: {}\n"
+    repo = make_repo(tmp_path, {
+        "clusters/hub/kustomization.yaml": kustomization("ns.yaml"),
+        "clusters/hub/ns.yaml": namespace.format("baseline"),
+        "clusters/hub/extra/kustomization.yaml": kustomization("ns.yaml", "sc.yaml"),
+        "clusters/hub/extra/ns.yaml": namespace.format("privileged"),
+        "clusters/hub/extra/sc.yaml": GOOD_STORAGE_CLASS,
+        "clusters/edge/kustomization.yaml": kustomization("ns.yaml"),
+        "clusters/edge/ns.yaml": namespace.format("baseline"),
+    })
+    from opc.conflicts import check_conflicts
+
+    report = validate_repo(repo, schemas, wiring=[check_conflicts])
+    conflicts = [(f.where, f.subject, f.message) for f in report.findings if f.category == "conflict"]
+    assert conflicts == [("clusters/hub", "Namespace monitoring",
+                          "cluster hub gets 2 different definitions of this object, from clusters/hub, "
+                          "clusters/hub/extra: one owner per object")], report.findings
+    (repo / "clusters/hub/extra/ns.yaml").write_text(namespace.format("baseline"))
+    again = [f.message for f in validate_repo(repo, schemas, wiring=[check_conflicts]).findings
+             if f.category == "conflict"]
+    assert len(again) == 1 and "2 identical definitions" in again[0]
+
+
 def test_crd_schema_corrections():
     fixed = _fix_crd_schema({
         "type": "object",

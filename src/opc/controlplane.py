@@ -111,6 +111,13 @@ class ControlPlane:
         return "\n".join(lines[-15:])
 
     def start(self, timeout: float = 180.0) -> ControlPlane:
+        try:
+            return self._start(timeout)
+        except BaseException:  # Ctrl-C or a failure while starting: leave nothing running
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> ControlPlane:
         started = time.perf_counter()
         etcd, apiserver = tools.find("etcd"), tools.find("kube-apiserver")
         self.home.mkdir(parents=True, exist_ok=True)
@@ -150,7 +157,6 @@ class ControlPlane:
         while True:
             for proc, name in zip(self.processes, ("etcd", "kube-apiserver"), strict=False):
                 if proc.poll() is not None:
-                    self.stop()
                     raise ControlPlaneError(f"{name} exited ({proc.returncode}):\n{self._log_tail(name)}")
             try:
                 status, _body, _ = client.request("GET", "/readyz")
@@ -159,7 +165,6 @@ class ControlPlane:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                self.stop()
                 raise ControlPlaneError(f"kube-apiserver not ready after {timeout:.0f}s:\n"
                                         f"{self._log_tail('kube-apiserver')}")
             time.sleep(0.5)

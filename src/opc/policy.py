@@ -133,6 +133,18 @@ class NamespaceLevel:
     reasons: list[str] = field(default_factory=list)  # which pod needs more than restricted, and why
 
 
+def _synced_objects(report: Report) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """With Argo CD, what each cluster receives through Applications whose source is a path of the
+    repository (its namespaces among them), as opc verify plans it; with Flux every layer is a
+    unit of clusters/<name> already."""
+    from .verify import argo_plans, engine_of
+
+    if engine_of(report) != "argocd":
+        return {}
+    plans, _, _ = argo_plans(report)
+    return {cluster: [(step.label, o) for step in steps for o in step.objects] for cluster, steps in plans.items()}
+
+
 def pod_security(report: Report) -> tuple[list[Finding], list[NamespaceLevel], list[str]]:
     """Findings of the pod gate, the Pod Security level of every namespace with what justifies it,
     and notes on third-party containers (probes a chart leaves unset)."""
@@ -148,7 +160,10 @@ def pod_security(report: Report) -> tuple[list[Finding], list[NamespaceLevel], l
             seen.add((where, subject, message))
             findings.append(Finding("policy", where, subject, message))
 
-    for cluster, objects in sorted(report.cluster_objects().items()):
+    synced = _synced_objects(report)
+    for cluster, built in sorted(report.cluster_objects().items()):
+        known = {id(o) for _, o in built}
+        objects = built + [(where, o) for where, o in synced.get(cluster, []) if id(o) not in known]
         enforced = {str((o.get("metadata") or {}).get("name")): str(((o.get("metadata") or {}).get("labels") or {})
                                                                       .get(ENFORCE, "privileged"))
                     for _, o in objects if o.get("kind") == "Namespace" and o.get("apiVersion") == "v1"}
