@@ -6,12 +6,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import version
 from .schemas import DEFAULT_KUBERNETES_VERSION
+
+if TYPE_CHECKING:
+    from .controlplane import ControlPlane
 
 
 def _err(message: str) -> None:
@@ -294,6 +297,19 @@ def diff(base: str | None, head: str | None, directory: Path, fmt: str, exit_cod
     sys.exit(1 if exit_code and not result.empty else 0)
 
 
+def _started_plane(home: Path) -> ControlPlane:
+    """etcd and kube-apiserver started in ``home``; a failure is one line and exit 1."""
+    from .controlplane import ControlPlane, ControlPlaneError
+    from .tools import ToolMissing
+
+    plane = ControlPlane(home)
+    try:
+        return plane.start()
+    except (ControlPlaneError, ToolMissing) as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)
+
+
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--cluster", "clusters", multiple=True, metavar="NAME",
@@ -319,8 +335,6 @@ def verify(directory: Path, clusters: tuple[str, ...], schema_dirs: tuple[Path, 
     """
     import tempfile
 
-    from .controlplane import ControlPlane, ControlPlaneError
-    from .tools import ToolMissing
     from .validate import validate_repo
     from .verify import verify_report
 
@@ -340,13 +354,8 @@ def verify(directory: Path, clusters: tuple[str, ...], schema_dirs: tuple[Path, 
         sys.exit(1)
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="opc-verify-") as tmp:
-        plane = ControlPlane(keep.resolve() if keep else Path(tmp))
         say("starting etcd and kube-apiserver on 127.0.0.1")
-        try:
-            plane.start()
-        except (ControlPlaneError, ToolMissing) as exc:
-            _err(f"error: {exc}")
-            sys.exit(1)
+        plane = _started_plane(keep.resolve() if keep else Path(tmp))
         say(f"kube-apiserver ready at {plane.url} in {plane.started_seconds:.1f}s")
         try:
             results = verify_report(report, plane, clusters, progress=say,
@@ -410,18 +419,10 @@ def tools_install(names: tuple[str, ...]) -> None:
 def tools_control_plane(directory: Path) -> None:
     """Run the local etcd and kube-apiserver that `opc verify` and the tests use, in DIRECTORY
     (certificates, data, logs, kubeconfig), until interrupted: for trying objects by hand."""
-    from .controlplane import ControlPlane, ControlPlaneError
-    from .tools import ToolMissing
-
     if directory.exists() and any(directory.iterdir()):
         raise click.BadParameter(f"{directory} is not empty (each run starts on a fresh data directory)",
                                  param_hint="DIRECTORY")
-    plane = ControlPlane(directory.resolve())
-    try:
-        plane.start()
-    except (ControlPlaneError, ToolMissing) as exc:
-        _err(f"error: {exc}")
-        sys.exit(1)
+    plane = _started_plane(directory.resolve())
     _err(f"kube-apiserver ready at {plane.url} in {plane.started_seconds:.1f}s; Ctrl-C stops it")
     click.echo(f"export KUBECONFIG={plane.kubeconfig}")
     try:  # Ctrl-C stops both (exit 130)
