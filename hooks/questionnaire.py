@@ -399,6 +399,9 @@ def check_private_nfs_share(value: Any) -> str:
 
 
 SERVICE_KEYS = ["grpc_service", "name", "package", "port"]
+OPTIONAL_SERVICE_KEYS = ["calls", "secrets"]
+# Credentials of the middleware, read by the Dapr operator for the components, never by a service.
+MIDDLEWARE_SECRETS = ("redis", "rocketmq")
 
 
 def sample_aggregate(grpc_service: str) -> str:
@@ -410,8 +413,10 @@ def sample_aggregate(grpc_service: str) -> str:
 
 def _service_problem(index: int, svc: Any) -> str:
     where = f"services[{index}]"
-    if not isinstance(svc, dict) or sorted(svc) != SERVICE_KEYS:
-        return f"{where} must have exactly the keys name, package, grpc_service, port"
+    if (not isinstance(svc, dict) or sorted(k for k in svc if k not in OPTIONAL_SERVICE_KEYS) != SERVICE_KEYS
+            or any(not isinstance(k, str) for k in svc)):
+        return (f"{where} must have the keys name, package, grpc_service, port (and optionally calls, secrets), "
+                "no others")
     name, package, grpc_service, port = svc["name"], svc["package"], svc["grpc_service"], svc["port"]
     if not isinstance(name, str) or not re.fullmatch(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?", name):
         return f"{where}.name must be a DNS-1035 label of at most 40 characters (got {_show(name)})"
@@ -430,12 +435,30 @@ def _service_problem(index: int, svc: Any) -> str:
         return f"{where}.port must be an integer in 1024-65535 (got {_show(port)})"
     if port in SIDECAR_PORTS:
         return f"{where}.port {port} is taken in the service's pod by {SIDECAR_PORTS[port]}; choose another port"
+    calls = svc.get("calls", [])
+    if not isinstance(calls, list) or not all(isinstance(c, str) for c in calls):
+        return f"{where}.calls must be a list of the names of the services {name} calls (got {_show(calls)})"
+    if len(set(calls)) != len(calls):
+        return f"{where}.calls names a service twice ({', '.join(calls)})"
+    if name in calls:
+        return f"{where}.calls names the service itself; list only the other services it calls"
+    secrets = svc.get("secrets", [])
+    if not isinstance(secrets, list) or not all(isinstance(x, str) for x in secrets):
+        return f"{where}.secrets must be a list of the names of the Secrets {name} reads (got {_show(secrets)})"
+    for secret in secrets:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", secret):
+            return f"{where}.secrets: {_show(secret)} is not a Secret name (a DNS-1123 label)"
+        if secret in MIDDLEWARE_SECRETS:
+            return (f"{where}.secrets names '{secret}', the middleware credentials only the Dapr operator reads; "
+                    "a service cannot read them")
+    if len(set(secrets)) != len(secrets):
+        return f"{where}.secrets names a Secret twice ({', '.join(secrets)})"
     return ""
 
 
 def check_services(value: Any, company_slug: str) -> str:
     if not isinstance(value, list) or not value:
-        return "services must be a non-empty list of {name, package, grpc_service, port}"
+        return "services must be a non-empty list of {name, package, grpc_service, port[, calls][, secrets]}"
     for index, svc in enumerate(value):
         if problem := _service_problem(index, svc):
             return problem
@@ -443,7 +466,12 @@ def check_services(value: Any, company_slug: str) -> str:
         items = [svc[key] for svc in value]
         if len(set(items)) != len(items):
             return f"services {key}s must be unique (got {', '.join(items)})"
-    for name, clashes in service_collisions(company_slug, [svc["name"] for svc in value]).items():
+    names = [svc["name"] for svc in value]
+    for index, svc in enumerate(value):
+        if unknown := [c for c in svc.get("calls", []) if c not in names]:
+            return (f"services[{index}].calls names {', '.join(unknown)}, which is not one of the services "
+                    f"({', '.join(names)})")
+    for name, clashes in service_collisions(company_slug, names).items():
         return (f"services[].name '{name}' would give the platform a second {clashes[0]}"
                 f"{' (and ' + str(len(clashes) - 1) + ' more)' if len(clashes) > 1 else ''}; choose another name")
     return ""
@@ -538,4 +566,5 @@ class Questionnaire(Extension):
         super().__init__(environment)
         environment.globals.update(CHECKS)
         environment.globals.update(derive_slug=derive_slug, default_package=default_package,
-                                   sample_aggregate=sample_aggregate, mask_credentials=mask_credentials)
+                                   sample_aggregate=sample_aggregate, mask_credentials=mask_credentials,
+                                   is_ipv4=is_ipv4)

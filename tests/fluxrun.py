@@ -19,6 +19,7 @@ rendered repository against a local kube-apiserver (controlplane.py).
 
 from __future__ import annotations
 
+import base64
 import http.server
 import os
 import shutil
@@ -283,13 +284,39 @@ STAND_IN_KINDS = [("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/
 
 
 class ReadinessStandIn(threading.Thread):
-    def __init__(self, plane: ControlPlane, every: float = 1.0) -> None:
+    """Marks workloads ready as nodes and a cloud would, but, like a kubelet, not while a Secret
+    their pods need is missing; it makes the Secrets the platform's controllers would make when
+    they run (``provides``: cert-manager's certificates, a chart's certificate Job)."""
+
+    def __init__(self, plane: ControlPlane, every: float = 1.0, provides: set[tuple[str, str]] | None = None) -> None:
         super().__init__(daemon=True)
         self.client = Client(plane)
         self.every = every
+        self.provides = provides or set()
         self.stopped = threading.Event()
         self.marked: set[str] = set()
+        self.made: set[str] = set()
+        self.waiting: dict[str, list[str]] = {}  # workload -> the Secrets it waits for
         self.errors: list[str] = []
+
+    def _secrets_missing(self, obj: dict[str, Any]) -> list[str]:
+        from opc.secrets import OPTIONAL, _pod_references
+
+        secret_resource = self.client.resource("v1", "Secret")
+        missing = []
+        for namespace, name, by in _pod_references(obj):
+            if by.endswith(OPTIONAL) or secret_resource is None:
+                continue
+            if self.client.get(secret_resource, name, namespace).ok:
+                continue
+            if (namespace, name) in self.provides:
+                made = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+                        "stringData": {"stand-in": "made as its controller would"}}
+                if self.client.apply(made, dry_run=False, resource=secret_resource).ok:
+                    self.made.add(f"{namespace}/{name}")
+                    continue
+            missing.append(f"{namespace}/{name}")
+        return missing
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -302,6 +329,12 @@ class ReadinessStandIn(threading.Thread):
                     want = _ready_status(obj)
                     if want is None:
                         continue
+                    if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+                        label = f"{kind} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+                        if missing := self._secrets_missing(obj):
+                            self.waiting[label] = missing
+                            continue
+                        self.waiting.pop(label, None)
                     meta = obj["metadata"]
                     path = resource.path(meta.get("namespace", ""), meta["name"], "status")
                     answer = self.client.call("PATCH", path, {"status": want}, "application/merge-patch+json")
@@ -409,6 +442,8 @@ class Outcome:
     ready_at: dict[str, float]  # "Kind namespace/name" -> seconds after bootstrap it was first Ready
     marked: int
     stand_in_errors: list[str]
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # "ns/name" -> decoded data, as applied
+    waiting: dict[str, list[str]] = field(default_factory=dict)  # workload -> Secrets it still waits for
 
     @property
     def converged(self) -> bool:
@@ -418,7 +453,8 @@ class Outcome:
     def summary(self) -> str:
         return (f"{self.cluster}: {sum(ok for ok, _ in self.kustomizations.values())}/{len(self.kustomizations)} "
                 f"Kustomizations Ready, {sum(ok for ok, _ in self.helmreleases.values())}/{len(self.helmreleases)} "
-                f"HelmReleases Ready in {self.seconds:.0f}s ({self.marked} objects made ready by the stand-in)")
+                f"HelmReleases Ready in {self.seconds:.0f}s ({self.marked} objects made ready by the stand-in)"
+                + "".join(f"; {w} waits for Secret {', '.join(m)}" for w, m in sorted(self.waiting.items())))
 
 
 def _ready(obj: dict[str, Any]) -> tuple[bool, str]:
@@ -438,14 +474,21 @@ def install_crds(plane: ControlPlane, report: Report, cluster: str, schemas: lis
     assert not result.rejected, result.rejected
 
 
-def bootstrap(plane: ControlPlane, cluster: str, repo: Path) -> None:
-    """The README's bootstrap with the test's sources: the GitRepository and the root Kustomization
-    of clusters/<cluster>/flux-system."""
+def bootstrap(plane: ControlPlane, cluster: str, repo: Path, key: Path) -> None:
+    """The README's bootstrap with the test's sources: the cluster's age key (Secret sops-age, as
+    `opc secrets init` prints it), the GitRepository and the root Kustomization of
+    clusters/<cluster>/flux-system."""
     from opc.kustomize import build_one
 
     build = build_one(repo / "clusters" / cluster / "flux-system")
     assert build.ok, build.error
     client = Client(plane)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sops-age", "namespace": "flux-system"},
+              "stringData": {"age.agekey": key.read_text()}}
+    resource = client.resource("v1", "Secret")
+    assert resource is not None
+    answer = client.apply(secret, dry_run=False, resource=resource)
+    assert answer.ok, answer.message
     for obj in build.objects:
         if obj.get("kind") not in ("GitRepository", "Kustomization"):
             continue
@@ -490,16 +533,53 @@ def converge(plane: ControlPlane, cluster: str, controllers: Controllers, expect
     return outcome
 
 
+def read_secrets(plane: ControlPlane, refs: list[str]) -> dict[str, dict[str, str]]:
+    """The data of Secrets on the API server, decoded ("namespace/name" -> key -> value)."""
+    client = Client(plane)
+    resource = client.resource("v1", "Secret")
+    assert resource is not None
+    out = {}
+    for ref in refs:
+        namespace, name = ref.split("/")
+        answer = client.get(resource, name, namespace)
+        if answer.ok:
+            data = answer.body.get("data") or {}
+            out[ref] = {k: base64.b64decode(v).decode() for k, v in data.items()}
+    client.close()
+    return out
+
+
 def run(report: Report, repo_dir: Path, cluster: str, work: Path, schemas: list[Path],
         timeout: float = 900.0, edit: Callable[[Path], None] | None = None,
-        until: Callable[[Outcome], bool] | None = None) -> Outcome:
+        until: Callable[[Outcome], bool] | None = None, secrets: dict[str, dict[str, str]] | None = None) -> Outcome:
     """Serve a copy of the rendered repository and its charts, start a control plane and the Flux
-    controllers, bootstrap ``cluster`` and wait until it converges (or ``timeout``)."""
+    controllers, bootstrap ``cluster`` and wait until it converges (or ``timeout``). ``secrets``
+    ("namespace/name" -> values) are encrypted for the cluster with `opc secrets set` first, and
+    read back from the API server once it converged."""
+    from opc import secrets as sops
     from opc.controlplane import ControlPlane
 
     work.mkdir(parents=True, exist_ok=True)
     repo = work / "repo"
     shutil.copytree(repo_dir, repo)
+    keys, _ = sops.init(repo, work / "keys")
+    # The README's bootstrap: every Secret the company provides with `opc secrets set`, here with
+    # test values (those of ``secrets`` where given).
+    declarations, _ = sops.load_declarations(repo_dir)
+    needed = sops.statuses(report, declarations)
+    encrypted = sops.encrypted_files(repo)  # what `opc secrets init` made already (the telemetry CAs)
+    wanted = {f"{s.reference.namespace}/{s.reference.name}": {} for s in needed
+              if s.reference.cluster == cluster and s.state == "not set"
+              and (cluster, s.reference.namespace, s.reference.name) not in encrypted}
+    keys_of = {(d.namespace, d.name): d.keys for d in declarations}
+    for ref in wanted:
+        namespace, name = ref.split("/")
+        wanted[ref] = {key: f"test-{key}" for key in keys_of.get((namespace, name)) or ["value"]}
+    for ref, values in {**wanted, **(secrets or {})}.items():
+        namespace, name = ref.split("/")
+        sops.set_secret(repo, namespace, name, cluster, values)
+    provides = {(s.reference.namespace, s.reference.name) for s in needed
+                if s.reference.cluster == cluster and s.state in ("runtime", "issued")}
     packages = chart_packages(report, cluster, work / "charts")
     oci_charts: dict[str, str] = {}
     for _, objects in report.cluster_units().get(cluster, []):
@@ -528,16 +608,18 @@ def run(report: Report, repo_dir: Path, cluster: str, work: Path, schemas: list[
         publish(repo, git_root, str(source["spec"]["ref"]["branch"]))
         plane = ControlPlane(work / "control-plane", extra_args=WEBHOOKLESS)
         plane.start()
-        stand_in = ReadinessStandIn(plane)
+        stand_in = ReadinessStandIn(plane, provides=provides)
         try:
             install_crds(plane, report, cluster, schemas)
             with flux_controllers(plane, work / "flux", instance_args(report, cluster)) as controllers:
                 stand_in.start()
-                bootstrap(plane, cluster, repo)
+                bootstrap(plane, cluster, repo, keys / f"{cluster}.agekey")
                 outcome = converge(plane, cluster, controllers, expected_counts(report, cluster), timeout, until)
+                outcome.secrets = read_secrets(plane, [*(secrets or {}), "/".join(sops.TELEMETRY_CA)])
         finally:
             stand_in.stop()
             plane.stop()
     outcome.marked = len(stand_in.marked)
     outcome.stand_in_errors = stand_in.errors
+    outcome.waiting = dict(stand_in.waiting)
     return outcome

@@ -62,11 +62,19 @@ def test_secret_guard(rendered, tmp_path: Path):
     plain.write_text("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: v1\nkind: Secret\n"
                      "metadata: {name: db}\nstringData: {password: hunter2}\n")
     encrypted = tmp_path / "encrypted.yaml"
-    encrypted.write_text("---\napiVersion: v1\nkind: Secret\nmetadata: {name: db}\ndata: {password: ENC[AES256_GCM,data:x]}\n"
-                         "sops: {version: 3.9.0}\n")
+    encrypted.write_text("---\napiVersion: v1\nkind: Secret\nmetadata: {name: db}\ndata: {password: 'ENC[AES256_GCM,data:x]'}\n"
+                         "sops: {version: 3.13.2, mac: 'ENC[AES256_GCM,data:y]'}\n")
+    half = tmp_path / "half.yaml"  # SOPS metadata, but one value left in the clear
+    half.write_text("---\napiVersion: v1\nkind: Secret\nmetadata: {name: db}\n"
+                    "stringData: {user: admin, password: 'ENC[AES256_GCM,data:x]'}\nsops: {mac: 'ENC[AES256_GCM,data:y]'}\n")
+    unencrypted = tmp_path / "db.sops.yaml"  # named for SOPS, never encrypted
+    unencrypted.write_text("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: db}\ndata: {password: hunter2}\n")
     run = lambda *files: subprocess.run([sys.executable, str(script), *map(str, files)], capture_output=True, text=True)  # noqa: E731
-    refused = run(plain, encrypted)
-    assert refused.returncode == 1 and "Secret db is plaintext" in refused.stdout and "encrypted.yaml" not in refused.stdout
+    refused = run(plain, encrypted, half, unencrypted)
+    assert refused.returncode == 1, refused.stdout
+    assert sorted(line.split(":")[0].rsplit("/", 1)[-1] for line in refused.stdout.splitlines()) == [
+        "db.sops.yaml", "half.yaml", "plain.yaml"], refused.stdout
+    assert "Secret db is not encrypted" in refused.stdout
     assert run(encrypted).returncode == 0
 
 

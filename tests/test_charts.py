@@ -41,7 +41,7 @@ def test_every_release_of_every_cluster_is_rendered(rendered, schemas, charts):
     # KubeVela's expansion of the service lands in the clusters its topology selects
     vela = [g for g in report.generated if "vela dry-run" in g.source]
     assert {g.cluster for g in vela} == {"aliyun-prod"}
-    assert {o["kind"] for g in vela for o in g.objects} == {"CloneSet", "Service", "PodDisruptionBudget"}
+    assert {o["kind"] for g in vela for o in g.objects} == {"CloneSet", "Service", "PodDisruptionBudget", "ServiceAccount"}
 
 
 def test_misspelt_values_key(rendered_copy, schemas, charts):

@@ -34,7 +34,7 @@ def test_vela_renders_every_application(fixture: str, rendered, schemas, charts)
     mirrors = answers.get("registry_mirrors") or {}
     for cluster, objects in by_cluster.items():
         cloud, env = cluster.split("-", 1)
-        assert sorted({o["kind"] for o in objects}) == ["CloneSet", "PodDisruptionBudget", "Service"]
+        assert sorted({o["kind"] for o in objects}) == ["CloneSet", "PodDisruptionBudget", "Service", "ServiceAccount"]
         for clone_set in (o for o in objects if o["kind"] == "CloneSet"):
             assert clone_set["spec"]["replicas"] == (2 if env == "prod" else 1)
             assert clone_set["spec"]["updateStrategy"]["type"] == "InPlaceIfPossible"
@@ -43,6 +43,9 @@ def test_vela_renders_every_application(fixture: str, rendered, schemas, charts)
             assert annotations["sidecar.istio.io/inject"] == "true"
             assert annotations["dapr.io/config"] == "appconfig"
             pod = clone_set["spec"]["template"]["spec"]
+            # its own identity, with no token: these services list no Secrets
+            assert pod["serviceAccountName"] == clone_set["metadata"]["name"]
+            assert pod["automountServiceAccountToken"] is False
             env_vars = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
             if answers.get("java_tracing", "opentelemetry") == "opentelemetry":
                 assert annotations["instrumentation.opentelemetry.io/inject-java"] == "true"

@@ -172,16 +172,24 @@ def test_flux_converges(fixture, cluster, rendered, schemas, charts, tmp_path):
 
     repo = rendered(fixture if fixture == "defaults" else f"valid/{fixture}.yml")
     report = validate_repo(repo, schemas, lint=False, wiring=[], charts=charts)
-    outcome = fluxrun.run(report, repo, cluster, tmp_path, schemas, timeout=600)
+    # A Secret encrypted with `opc secrets set`: kustomize-controller decrypts it with the cluster's key.
+    secrets = {"three-services-co/redis": {"password": "s3cret-redis"}} if fixture == "three-services" else {}
+    outcome = fluxrun.run(report, repo, cluster, tmp_path, schemas, timeout=600, secrets=secrets)
     waiting = [f"{name}: {message}" for name, (ok, message) in {**outcome.kustomizations, **outcome.helmreleases}.items()
                if not ok]
     assert outcome.converged, f"{outcome.summary()}\n" + "\n".join(waiting)
+    assert not outcome.waiting, outcome.waiting  # no pod left waiting for a Secret nobody provides
     graph = _depends_on(report, cluster)
     assert sorted(graph) == sorted(outcome.ready_at), "every Kustomization and HelmRelease of the repository, no other"
     late = [f"{name} Ready at {outcome.ready_at[name]:.0f}s before {dep} at {outcome.ready_at[dep]:.0f}s"
             for name, deps in graph.items() for dep in deps if outcome.ready_at[dep] > outcome.ready_at[name]]
     assert not late, "\n".join(late)
     assert not outcome.stand_in_errors, outcome.stand_in_errors[:5]
+    # Every encrypted Secret applied, decrypted: the one set here and the cluster's telemetry CA
+    # that `opc secrets init` made (what cert-manager issues the cluster's client certificates from).
+    ca = outcome.secrets.pop("cert-manager/telemetry-ca", {})
+    assert outcome.secrets == secrets
+    assert ca.get("tls.crt", "").startswith("-----BEGIN CERTIFICATE") and "PRIVATE KEY" in ca.get("tls.key", "")
     print(outcome.summary())
 
 

@@ -435,6 +435,145 @@ def tools_control_plane(directory: Path) -> None:
 
 
 @main.group()
+def secrets() -> None:
+    """Secrets in Git: one age key per cluster plus the company's, SOPS-encrypted Secrets per
+    cluster (Flux decrypts them with the cluster's key), and what every cluster needs."""
+
+
+def _keys_option(command: Any) -> Any:
+    return click.option("--keys", "keys", type=click.Path(file_okay=False, path_type=Path), envvar="OPC_KEYS_DIR",
+                        help="Where the private age keys are (never inside the repository; default "
+                        "~/.config/opc/keys/<company_slug>, or $OPC_KEYS_DIR).")(command)
+
+
+def _secrets_call(call: Any) -> Any:
+    from .secrets import SecretsError
+
+    try:
+        return call()
+    except SecretsError as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)
+
+
+@secrets.command("init")
+@click.option("--dir", "directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".",
+              show_default=True, help="The rendered repository.")
+@_keys_option
+def secrets_init(directory: Path, keys: Path | None) -> None:
+    """Make the age keys that are missing (one per cluster, one for the company) and write their
+    public halves to .sops.yaml. Then give each cluster its key (printed)."""
+    from .secrets import KEY_SECRET, clusters_of, init, is_flux
+
+    keys_dir, created = _secrets_call(lambda: init(directory.resolve(), keys))
+    _err(f"keys in {keys_dir}: {', '.join(created) + ' created' if created else 'all there already'}; "
+         f"{directory / '.sops.yaml'} written")
+    clusters = _secrets_call(lambda: clusters_of(directory.resolve()))
+    if _secrets_call(lambda: is_flux(directory.resolve())):
+        click.echo("The telemetry CAs are encrypted into clusters/*/controllers/secrets/. Give each cluster its key "
+                   "(Flux decrypts with it), once, out of band:")
+        for cluster in clusters:
+            click.echo(f"  kubectl --context {cluster} -n flux-system create secret generic {KEY_SECRET} "
+                       f"--from-file=age.agekey={keys_dir / (cluster + '.agekey')}")
+        click.echo(f"Keep {keys_dir / 'company.agekey'} safe: it opens every cluster's Secrets (opc secrets rotate).")
+        return
+    ca = keys_dir / "telemetry"
+    click.echo("Give each cluster its telemetry CA and the hub the CAs' certificates, once, out of band:")
+    for cluster in clusters:
+        click.echo(f"  kubectl --context {cluster} -n cert-manager create secret tls telemetry-ca "
+                   f"--cert={ca / (cluster + '.crt')} --key={ca / (cluster + '.key')}")
+    click.echo("  kubectl --context hub -n istio-ingress create secret generic observability-tls-cacert "
+               f"--from-file=cacert={ca / 'bundle.crt'}")
+
+
+def _values(literals: tuple[str, ...], files: tuple[str, ...]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for item, from_file in [(i, False) for i in literals] + [(i, True) for i in files]:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got '{item.split('=')[0]}...'",
+                                     param_hint="--from-file" if from_file else "--from-literal")
+        if from_file:
+            try:
+                value = Path(value).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise click.BadParameter(f"cannot read {value}: {exc.strerror}", param_hint="--from-file") from None
+        values[key] = value
+    return values
+
+
+@secrets.command("set")
+@click.argument("secret", metavar="NAMESPACE/NAME")
+@click.option("--cluster", "-c", required=True, help="The cluster that receives it (a folder of clusters/).")
+@click.option("--from-literal", "literals", multiple=True, metavar="KEY=VALUE", help="A key and its value.")
+@click.option("--from-file", "files", multiple=True, metavar="KEY=PATH", help="A key and the file holding it.")
+@click.option("--type", "secret_type", default="Opaque", show_default=True, help="The Secret's type.")
+@click.option("--dir", "directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".",
+              show_default=True, help="The rendered repository.")
+def secrets_set(secret: str, cluster: str, literals: tuple[str, ...], files: tuple[str, ...], secret_type: str,
+                directory: Path) -> None:
+    """Encrypt a Secret for one cluster into the layer that creates its namespace
+    (clusters/<cluster>/<layer>/secrets/); the plaintext never touches the repository."""
+    from .secrets import set_secret
+
+    namespace, sep, name = secret.partition("/")
+    if not sep:
+        raise click.BadParameter(f"expected NAMESPACE/NAME, got '{secret}'", param_hint="NAMESPACE/NAME")
+    values = _values(literals, files)
+    path = _secrets_call(lambda: set_secret(directory.resolve(), namespace, name, cluster, values, secret_type))
+    click.echo(f"encrypted {namespace}/{name} ({', '.join(sorted(values))}) for {cluster}: "
+               f"{path.relative_to(directory.resolve())}")
+
+
+@secrets.command("list")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@chart_options
+@click.option("--exit-code", is_flag=True, help="Exit 1 unless every Secret is there (none missing or not set).")
+def secrets_list(directory: Path, kubernetes_version: str, chart_dirs: tuple[Path, ...],
+                 substitutes: tuple[str, ...], offline: bool, no_charts: bool, exit_code: bool) -> None:
+    """Every Secret each cluster needs (named by what it receives, charts and KubeVela's output
+    included) and where it stands: encrypted, rendered, runtime, out-of-band, not set, missing."""
+    from .secrets import load_declarations, statuses
+    from .validate import validate_repo
+
+    report = validate_repo(directory, [], kubernetes_version=kubernetes_version, progress=_err, lint=False,
+                           wiring=[], charts=None if no_charts else _charts(kubernetes_version, chart_dirs,
+                                                                             substitutes, offline))
+    declarations, problems = load_declarations(report.root)
+    for problem in problems:
+        click.echo(str(problem))
+    rows = statuses(report, declarations)
+    for row in rows:
+        ref = row.reference
+        detail = f"  {row.detail}" if row.detail else ""
+        click.echo(f"{ref.cluster:16} {ref.namespace + '/' + ref.name:56} {row.state:11} {ref.by}{detail}")
+    counts = {state: sum(1 for r in rows if r.state == state) for state in sorted({r.state for r in rows})}
+    click.echo(", ".join(f"{n} {state}" for state, n in counts.items()) or "no Secret is named")
+    open_ = counts.get("missing", 0) + counts.get("not set", 0)
+    sys.exit(1 if problems or counts.get("missing", 0) or (exit_code and open_) else 0)
+
+
+@secrets.command("rotate")
+@click.argument("cluster")
+@click.option("--dir", "directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".",
+              show_default=True, help="The rendered repository.")
+@_keys_option
+def secrets_rotate(cluster: str, directory: Path, keys: Path | None) -> None:
+    """A new age key for CLUSTER (or "company"): its Secrets re-encrypted to it with fresh data
+    keys, .sops.yaml updated. Then replace the cluster's key (printed) and commit."""
+    from .secrets import KEY_SECRET, default_keys_dir, rotate
+
+    files = _secrets_call(lambda: rotate(directory.resolve(), cluster, keys))
+    for path in files:
+        click.echo(f"re-encrypted {path.relative_to(directory.resolve())}")
+    keys_dir = keys or default_keys_dir(directory.resolve())
+    if cluster != "company":
+        click.echo(f"then: kubectl --context {cluster} -n flux-system create secret generic {KEY_SECRET} "
+                   f"--from-file=age.agekey={keys_dir / (cluster + '.agekey')} --dry-run=client -o yaml | "
+                   "kubectl apply -f -")
+
+
+@main.group()
 def add() -> None:
     """Add something to a rendered project."""
 

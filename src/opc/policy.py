@@ -211,6 +211,14 @@ def pod_security(report: Report) -> tuple[list[Finding], list[NamespaceLevel], l
     return findings, sorted(levels.values(), key=lambda e: (e.cluster, e.namespace)), sorted(notes)
 
 
+def _encrypted(obj: dict[str, Any]) -> bool:
+    """SOPS-encrypted: its metadata is there and every value it holds is ciphertext."""
+    sops = obj.get("sops")
+    values = [*(obj.get("data") or {}).values(), *(obj.get("stringData") or {}).values()]
+    return isinstance(sops, dict) and bool(sops.get("mac")) and all(
+        isinstance(v, str) and v.startswith("ENC[") for v in values)
+
+
 def check_policies(report: Report) -> list[Finding]:
     findings: list[Finding] = []
     seen: set[tuple[str, str]] = set()
@@ -235,7 +243,7 @@ def check_policies(report: Report) -> list[Finding]:
             if (spec.get("podSelector") == {} and "Ingress" in (spec.get("policyTypes") or [])
                     and not spec.get("ingress")):
                 denied.add(meta.get("namespace", ""))
-        elif kind == "Secret" and (obj.get("data") or obj.get("stringData")):
+        elif kind == "Secret" and (obj.get("data") or obj.get("stringData")) and not _encrypted(obj):
             add(where, obj, "plaintext Secret: encrypt it with SOPS or deliver it with External Secrets")
         elif kind == "HelmRelease":
             version = ((spec.get("chart") or {}).get("spec") or {}).get("version")

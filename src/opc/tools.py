@@ -116,8 +116,11 @@ CONTROL_PLANE = ToolSet("control-plane", f"kubernetes {KUBERNETES}, etcd v3.6.16
     ("etcd", "go.etcd.io/etcd/server/v3", ""),
 ))
 FLUX = ToolSet("flux", "Flux 2.9: source-controller v1.9.5, kustomize-controller v1.9.5, helm-controller v1.6.4; "
-               "registry v3.1.2", (
+               "registry v3.1.2; sops v3.13.2, age v1.3.1", (
     ("registry", "github.com/distribution/distribution/v3/cmd/registry", ""),
+    ("sops", "github.com/getsops/sops/v3/cmd/sops", ""),
+    ("age", "filippo.io/age/cmd/age", "-X main.Version=v1.3.1"),
+    ("age-keygen", "filippo.io/age/cmd/age-keygen", "-X main.Version=v1.3.1"),
     ("source-controller", "github.com/fluxcd/source-controller", ""),
     ("kustomize-controller", "github.com/fluxcd/kustomize-controller", ""),
     ("helm-controller", "github.com/fluxcd/helm-controller", ""),
@@ -153,6 +156,9 @@ TOOLS = {
     "kustomize-controller": Tool("kustomize-controller", "v1.9.5", _build_set, (), FLUX),
     "helm-controller": Tool("helm-controller", "v1.6.4", _build_set, (), FLUX),
     "registry": Tool("registry", "v3.1.2", _build_set, ("--version",), FLUX),
+    "sops": Tool("sops", "v3.13.2", _build_set, ("--version", "--disable-version-check"), FLUX),
+    "age": Tool("age", "v1.3.1", _build_set, ("--version",), FLUX),
+    "age-keygen": Tool("age-keygen", "v1.3.1", _build_set, ("--version",), FLUX),
 }
 # What `opc tools install` builds without names: what `opc validate` runs.
 DEFAULT = ("helm", "vela")

@@ -28,7 +28,7 @@ def object_id(obj: dict[str, Any]) -> str:
 
 @dataclass
 class Finding:
-    category: str  # build | invalid | missing | lint | conflict | policy | wiring
+    category: str  # build | invalid | missing | lint | conflict | policy | wiring | security | secrets
     where: str  # a path relative to the repository root
     subject: str  # the object, or "" for a whole file
     message: str
@@ -105,7 +105,8 @@ class Report:
             f"{self.count('values')} unknown values keys; "
             f"yamllint: {self.lint_files} files, {self.lint_problems} problems; "
             f"conflicts: {self.conflicts}; policy: {self.policy_violations} violations; "
-            f"mirror: {self.count('mirror')} images; wiring: {self.wiring_errors} errors"
+            f"mirror: {self.count('mirror')} images; wiring: {self.wiring_errors} errors; "
+            f"security: {self.count('security')} findings; secrets: {self.count('secrets')} missing"
         )
 
     def objects(self) -> list[tuple[str, dict[str, Any]]]:
@@ -173,6 +174,12 @@ class ChartOptions:
     substitutes: dict[str, Path] = field(default_factory=dict)  # <chart>-<version> -> chart rendered instead
 
 
+def decrypted_shape(obj: dict[str, Any]) -> dict[str, Any]:
+    """A SOPS-encrypted object as the API server receives it once Flux decrypts it: without the
+    top-level "sops" metadata (its encrypted values keep their keys and types)."""
+    return {k: v for k, v in obj.items() if k != "sops"} if "sops" in obj else obj
+
+
 class _Validator:
     """Validates objects once each (by content), counting and reporting them."""
 
@@ -182,7 +189,7 @@ class _Validator:
 
     def __call__(self, where: str, objects: list[dict[str, Any]], subject_prefix: str = "") -> int:
         bad = 0
-        for obj in objects:
+        for obj in map(decrypted_shape, objects):
             key = _digest(obj)
             outcome = self.cache.get(key)
             if outcome is None:

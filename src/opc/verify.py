@@ -37,7 +37,7 @@ from .controlplane import Answer, Client, ControlPlane, Resource
 from .crds import SourceError, fetch, load_sources
 from .pods import LEVELS
 from .policy import ENFORCE
-from .validate import Report, object_id
+from .validate import Report, decrypted_shape, object_id
 
 # What a new cluster has before anything is applied.
 INITIAL_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
@@ -551,6 +551,7 @@ class Verifier:
 
     def _one(self, obj: dict[str, Any], step: str, result: ClusterResult, namespaces: set[str],
              served: set[tuple[str, str]], priority_classes: set[str]) -> None:
+        obj = decrypted_shape(obj)
         subject = object_id(obj)
         api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
         if (api_version, kind) not in served:

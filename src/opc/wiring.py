@@ -29,6 +29,8 @@ from .fleet import (
 from .images import check_mirrors
 from .policy import check_policies
 from .runtime import check_dapr, check_telemetry
+from .secrets import check_secrets
+from .security import check_gateways, check_identity, check_traffic
 from .validate import Finding, Report, object_id
 from .values import check_values
 
@@ -119,4 +121,5 @@ def check_wiring(report: Report) -> list[Finding]:
     return findings
 
 
-ALL_CHECKS = [check_conflicts, check_values, check_policies, check_mirrors, check_wiring, check_dapr, check_telemetry]
+ALL_CHECKS = [check_conflicts, check_values, check_policies, check_mirrors, check_wiring, check_dapr, check_telemetry,
+              check_identity, check_traffic, check_gateways, check_secrets]

@@ -1,31 +1,47 @@
 #!/usr/bin/env python3
-"""Refuse any plaintext Kubernetes Secret: a Secret document with data or stringData that is not
-SOPS-encrypted (SOPS adds a top-level "sops" key). Usage: check-secrets.py FILE...; exit 1 if any."""
+"""Refuse any plaintext Kubernetes Secret and any SOPS file that is not fully encrypted.
+
+A Secret document with data or stringData needs SOPS's top-level "sops" metadata with a MAC, and
+every value it holds must be ciphertext (ENC[...]); a *.sops.yaml file must be such a document.
+Usage: check-secrets.py FILE...; exit 1 if any file fails."""
 
 import sys
 
 import yaml
 
 
-def plaintext_secrets(path):
+def _encrypted(document):
+    sops = document.get("sops")
+    values = list((document.get("data") or {}).values()) + list((document.get("stringData") or {}).values())
+    return (isinstance(sops, dict) and bool(sops.get("mac"))
+            and all(isinstance(v, str) and v.startswith("ENC[") for v in values))
+
+
+def problems(path):
     with open(path, encoding="utf-8") as handle:
         try:
-            documents = list(yaml.safe_load_all(handle))
+            documents = [d for d in yaml.safe_load_all(handle) if d is not None]
         except yaml.YAMLError:
             return []  # not YAML this checker can read; yamllint reports it
     found = []
     for document in documents:
-        if (isinstance(document, dict) and document.get("kind") == "Secret" and "sops" not in document
-                and (document.get("data") or document.get("stringData"))):
-            found.append((document.get("metadata") or {}).get("name", "<unnamed>"))
+        if not isinstance(document, dict):
+            continue
+        name = (document.get("metadata") or {}).get("name", "<unnamed>")
+        if document.get("kind") == "Secret" and (document.get("data") or document.get("stringData")) \
+                and not _encrypted(document):
+            found.append(f"Secret {name} is not encrypted (every value SOPS ciphertext): "
+                         "use `opc secrets set`")
+        elif path.endswith(".sops.yaml") and not _encrypted(document):
+            found.append(f"{document.get('kind', 'document')} {name} in a .sops.yaml file is not SOPS-encrypted")
     return found
 
 
 def main(paths):
     failed = False
     for path in paths:
-        for name in plaintext_secrets(path):
-            print(f"{path}: Secret {name} is plaintext; encrypt it with SOPS or use an ExternalSecret")
+        for problem in problems(path):
+            print(f"{path}: {problem}")
             failed = True
     return 1 if failed else 0
 

@@ -1,6 +1,7 @@
 // The Flux controllers the test-suite runs against the local control plane, at the Flux 2.9 line
-// the FluxInstance installs, and the OCI registry (CNCF Distribution) that serves them the charts
-// Flux pulls by OCIRepository (opc tools install flux). The controllers need the 1.36 Kubernetes
+// the FluxInstance installs, the OCI registry (CNCF Distribution) that serves them the charts
+// Flux pulls by OCIRepository, and the sops and age CLIs at the versions kustomize-controller
+// decrypts with (opc secrets; opc tools install flux). The controllers need the 1.36 Kubernetes
 // libraries, so they cannot share a module with the 1.34 API server.
 module opc.invalid/gomod/flux
 
@@ -21,6 +22,7 @@ require (
 	filippo.io/age v1.3.1 // indirect
 	filippo.io/edwards25519 v1.2.0 // indirect
 	filippo.io/hpke v0.4.0 // indirect
+	filippo.io/nistec v0.0.4 // indirect
 	github.com/AliyunContainerService/ack-ram-tool/pkg/credentials/provider v0.14.0 // indirect
 	github.com/Azure/azure-sdk-for-go v68.0.0+incompatible // indirect
 	github.com/Azure/azure-sdk-for-go/sdk/azcore v1.22.0 // indirect
