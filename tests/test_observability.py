@@ -254,12 +254,16 @@ def test_dapr_components_use_documented_metadata(fixture: str, rendered):
     answers = yaml.safe_load((repo / ".copier-answers.yml").read_text())
     components = dapr_components(repo)
     clouds = answers["clouds"]
-    assert len(components) == 1 + 2 * len(clouds)  # the secret store, and per cloud state + pub/sub
+    readers = [s["name"] for s in answers["services"] if s.get("secrets")]  # services[].secrets
+    # the secret store where a service reads Secrets, and per cloud state + pub/sub
+    assert len(components) == bool(readers) + 2 * len(clouds)
     types = {c["spec"]["type"] for c in components}
-    assert types == {"secretstores.kubernetes", "state.redis", f"pubsub.{answers.get('pubsub', 'redis')}"}
+    assert types == {"state.redis", f"pubsub.{answers.get('pubsub', 'redis')}"} | (
+        {"secretstores.kubernetes"} if readers else set())
     for component in components:
         assert component_problems(component) == [], component["metadata"]["name"]
-        assert component["scopes"] == [s["name"] for s in answers["services"]]
+        store = component["spec"]["type"].startswith("secretstores.")
+        assert component["scopes"] == (readers if store else [s["name"] for s in answers["services"]])
 
 
 def test_dapr_metadata_check_catches_mistakes(rendered):
