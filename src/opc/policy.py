@@ -24,10 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .pods import LEVELS, PodTemplate, pod_templates, required_level, violations
-from .validate import Finding, Report, object_id
+from .validate import Finding, Report, object_id, repository_entries
 
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 REQUIRED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/part-of")
@@ -63,23 +61,15 @@ def _exception(entry: Any, where: str) -> Exception_ | None:
 
 def load_exceptions(root: Path) -> tuple[list[Exception_], list[Finding]]:
     """Every entry of every policy-exceptions.yaml in the repository (outside hidden folders)."""
-    found, problems = [], []
-    for path in sorted(root.rglob(EXCEPTIONS_FILE)):
-        rel = path.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
+    found = []
+    entries, problems = repository_entries(root, EXCEPTIONS_FILE, "policy")
+    for rel, index, entry in entries:
+        exception = _exception(entry, rel)
+        if exception is None:
+            problems.append(Finding("policy", rel, f"entry {index}", "an exception needs a reason and either pod, "
+                                    "container and rule (resources or image), or namespace and level"))
             continue
-        try:
-            entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-        except (OSError, yaml.YAMLError) as exc:
-            problems.append(Finding("policy", rel, "", f"not readable: {' '.join(str(exc).split())}"))
-            continue
-        for index, entry in enumerate(entries if isinstance(entries, list) else [None]):
-            exception = _exception(entry, rel)
-            if exception is None:
-                problems.append(Finding("policy", rel, f"entry {index}", "an exception needs a reason and either pod, "
-                                        "container and rule (resources or image), or namespace and level"))
-                continue
-            found.append(exception)
+        found.append(exception)
     return found, problems
 
 

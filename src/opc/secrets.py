@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from .pods import pod_templates
-from .validate import Finding, Report, object_id
+from .validate import Finding, Report, object_id, repository_entries
 
 DECLARATIONS = "secrets.yaml"
 SOPS_CONFIG = ".sops.yaml"
@@ -204,25 +204,16 @@ def rendered(report: Report) -> dict[str, dict[tuple[str, str], str]]:
 
 def load_declarations(root: Path) -> tuple[list[Declaration], list[Finding]]:
     found: list[Declaration] = []
-    problems: list[Finding] = []
-    for path in sorted(root.rglob(DECLARATIONS)):
-        rel = path.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
+    entries, problems = repository_entries(root, DECLARATIONS, "secrets")
+    for rel, index, entry in entries:
+        if (not isinstance(entry, dict) or not {"name", "namespace", "provided", "help"} <= set(entry)
+                or entry["provided"] not in PROVIDERS or not str(entry["help"]).strip()):
+            problems.append(Finding("secrets", rel, f"entry {index}", "a declaration needs name, namespace, help "
+                                    f"and provided ({' | '.join(PROVIDERS)})"))
             continue
-        try:
-            entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-        except (OSError, yaml.YAMLError) as exc:
-            problems.append(Finding("secrets", rel, "", f"not readable: {' '.join(str(exc).split())}"))
-            continue
-        for index, entry in enumerate(entries if isinstance(entries, list) else [None]):
-            if (not isinstance(entry, dict) or not {"name", "namespace", "provided", "help"} <= set(entry)
-                    or entry["provided"] not in PROVIDERS or not str(entry["help"]).strip()):
-                problems.append(Finding("secrets", rel, f"entry {index}", "a declaration needs name, namespace, help "
-                                        f"and provided ({' | '.join(PROVIDERS)})"))
-                continue
-            found.append(Declaration(str(entry["name"]), str(entry["namespace"]), str(entry["provided"]),
-                                     str(entry.get("clusters", "all")), [str(k) for k in entry.get("keys") or []],
-                                     " ".join(str(entry["help"]).split()), rel))
+        found.append(Declaration(str(entry["name"]), str(entry["namespace"]), str(entry["provided"]),
+                                 str(entry.get("clusters", "all")), [str(k) for k in entry.get("keys") or []],
+                                 " ".join(str(entry["help"]).split()), rel))
     return found, problems
 
 

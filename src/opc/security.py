@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -378,15 +379,21 @@ def _secret_grant(rule: dict[str, Any]) -> str:
     return ""
 
 
-def check_identity(report: Report) -> list[Finding]:
+def _collector() -> tuple[list[Finding], Callable[[str, str, str], None]]:
+    """Security findings, and the function that adds one (each only once)."""
     findings: list[Finding] = []
     seen: set[tuple[str, str, str]] = set()
-    ours = _ours(report)
 
     def add(where: str, subject: str, message: str) -> None:
         if (where, subject, message) not in seen:
             seen.add((where, subject, message))
             findings.append(Finding("security", where, subject, message))
+    return findings, add
+
+
+def check_identity(report: Report) -> list[Finding]:
+    findings, add = _collector()
+    ours = _ours(report)
 
     for cluster in _clusters(report):
         workloads = _workloads(cluster, ours)
@@ -449,15 +456,9 @@ def check_identity(report: Report) -> list[Finding]:
 
 
 def check_traffic(report: Report) -> list[Finding]:
-    findings: list[Finding] = []
-    seen: set[tuple[str, str, str]] = set()
+    findings, add = _collector()
     ours = _ours(report)
     declared = declared_calls(report)
-
-    def add(where: str, subject: str, message: str) -> None:
-        if (where, subject, message) not in seen:
-            seen.add((where, subject, message))
-            findings.append(Finding("security", where, subject, message))
 
     for cluster in _clusters(report):
         network, mesh = NetworkLayer(cluster), MeshLayer(cluster)

@@ -174,6 +174,24 @@ class ChartOptions:
     substitutes: dict[str, Path] = field(default_factory=dict)  # <chart>-<version> -> chart rendered instead
 
 
+def repository_entries(root: Path, filename: str, category: str) -> tuple[list[tuple[str, int, Any]], list[Finding]]:
+    """Every entry of every ``filename`` (a YAML list) in the repository outside hidden folders:
+    (where, index, entry), and a finding for each file that cannot be read."""
+    entries: list[tuple[str, int, Any]] = []
+    problems: list[Finding] = []
+    for path in sorted(root.rglob(filename)):
+        rel = path.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        except (OSError, yaml.YAMLError) as exc:
+            problems.append(Finding(category, rel, "", f"not readable: {' '.join(str(exc).split())}"))
+            continue
+        entries += [(rel, index, entry) for index, entry in enumerate(loaded if isinstance(loaded, list) else [None])]
+    return entries, problems
+
+
 def decrypted_shape(obj: dict[str, Any]) -> dict[str, Any]:
     """A SOPS-encrypted object as the API server receives it once Flux decrypts it: without the
     top-level "sops" metadata (its encrypted values keep their keys and types)."""
