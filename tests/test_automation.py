@@ -69,13 +69,20 @@ def test_secret_guard(rendered, tmp_path: Path):
                     "stringData: {user: admin, password: 'ENC[AES256_GCM,data:x]'}\nsops: {mac: 'ENC[AES256_GCM,data:y]'}\n")
     unencrypted = tmp_path / "db.sops.yaml"  # named for SOPS, never encrypted
     unencrypted.write_text("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: db}\ndata: {password: hunter2}\n")
+    sealed = tmp_path / "ns.db.sealed.yaml"
+    sealed.write_text("---\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata: {name: db, namespace: ns}\n"
+                      "spec:\n  encryptedData: {password: AgBy3i4OJSWK}\n  template: {metadata: {name: db}}\n")
+    # a SealedSecret whose template carries a value in the clear (the controller copies it as is)
+    leaky = tmp_path / "ns.leaky.sealed.yaml"
+    leaky.write_text("---\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata: {name: leaky}\n"
+                     "spec:\n  encryptedData: {password: AgBy3i4OJSWK}\n  template: {data: {user: YWRtaW4=}}\n")
     run = lambda *files: subprocess.run([sys.executable, str(script), *map(str, files)], capture_output=True, text=True)  # noqa: E731
-    refused = run(plain, encrypted, half, unencrypted)
+    refused = run(plain, encrypted, half, unencrypted, sealed, leaky)
     assert refused.returncode == 1, refused.stdout
     assert sorted(line.split(":")[0].rsplit("/", 1)[-1] for line in refused.stdout.splitlines()) == [
-        "db.sops.yaml", "half.yaml", "plain.yaml"], refused.stdout
+        "db.sops.yaml", "half.yaml", "ns.leaky.sealed.yaml", "plain.yaml"], refused.stdout
     assert "Secret db is not encrypted" in refused.stdout
-    assert run(encrypted).returncode == 0
+    assert run(encrypted, sealed).returncode == 0
 
 
 def test_renovate_knows_the_chart_files(rendered):

@@ -4,6 +4,7 @@ and the rule that every Secret a cluster needs is rendered, encrypted or declare
 
 from __future__ import annotations
 
+import base64
 import shutil
 import stat
 import subprocess
@@ -101,6 +102,69 @@ def test_secrets_round_trip(rendered_copy, tmp_path: Path, schemas, charts):
     assert "s3cret-pw" in decrypt(path, keys / "tencent-prod.agekey")
     with pytest.raises(SecretsError, match="cannot decrypt"):
         decrypt(path, kept[0])
+
+
+@pytest.mark.slow
+def test_sealed_secrets_round_trip_on_argo_cd(rendered_copy, tmp_path: Path, schemas, charts):
+    """Argo CD renders manifests on the hub and cannot decrypt SOPS: each cluster's own Sealed
+    Secrets controller opens what `opc secrets set` sealed to that cluster's key, and only that."""
+    repo = rendered_copy("valid/tencent-dev-argocd.yml")
+    slug, cluster = "shenzhen-apps", "tencent-dev"
+    keys = tmp_path / "keys"
+    out = opc("secrets", "init", "--dir", str(repo), "--keys", str(keys))
+    assert f"kubectl --context {cluster} -n sealed-secrets create secret tls sealed-secrets-key" in out
+    assert "sealedsecrets.bitnami.com/sealed-secrets-key=active" in out
+    assert sorted(p.name for p in keys.glob("*.sealing.key")) == ["hub.sealing.key", f"{cluster}.sealing.key"]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in keys.glob("*.sealing.key"))
+    assert (repo / "clusters" / cluster / "sealing.crt").read_text() == (keys / f"{cluster}.sealing.crt").read_text()
+    assert not (repo / ".sops.yaml").exists()
+    assert not [p for p in repo.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()]
+
+    out = opc("secrets", "set", f"{slug}/redis", "--cluster", cluster, "--from-literal", "password=s3cret-pw",
+              "--dir", str(repo))
+    path = repo / "clusters" / cluster / "configs/secrets" / f"{slug}.redis.sealed.yaml"
+    assert path.is_file() and str(path.relative_to(repo)) in out
+    assert "s3cret-pw" not in path.read_text() and "czNjcmV0LXB3" not in path.read_text()  # nor its base64
+    guard = subprocess.run([sys.executable, str(repo / "scripts/check-secrets.py"), *map(str, repo.rglob("*.sealed.yaml"))],
+                           capture_output=True, text=True)
+    assert guard.returncode == 0, guard.stdout
+
+    # What Argo CD delivers is the layer as kustomize builds it: a SealedSecret, which the
+    # cluster's key opens into the Secret (as its controller does) and the hub's key does not.
+    build = build_one(repo / "clusters" / cluster / "configs")
+    assert build.ok, build.error
+    sealed = [o for o in build.objects if o["kind"] == "SealedSecret" and o["metadata"]["name"] == "redis"]
+    assert len(sealed) == 1 and not [o for o in build.objects if o["kind"] == "Secret"]
+    built = tmp_path / "built.sealed.yaml"
+    built.write_text(yaml.safe_dump(sealed[0]))
+    secret = yaml.safe_load(decrypt(built, keys / f"{cluster}.sealing.key"))
+    assert secret["metadata"]["name"] == "redis" and secret["metadata"]["namespace"] == slug
+    assert base64.b64decode(secret["data"]["password"]).decode() == "s3cret-pw"
+    with pytest.raises(SecretsError, match="cannot decrypt"):
+        decrypt(built, keys / "hub.sealing.key")
+
+    # opc validate takes it (the sealed-secrets chart rendered and its pods judged), and the list
+    # knows where each Secret stands.
+    report = validate_repo(repo, schemas, lint=True, wiring=ALL_CHECKS, charts=charts)
+    assert report.ok, [str(f) for f in report.findings][:10]
+    assert any(r.release.name == "sealed-secrets" and r.ok and r.objects for r in report.releases)
+    result = CliRunner().invoke(main, ["secrets", "list", str(repo), "--offline",
+                                       *[a for d in charts.dirs for a in ("--chart-dir", str(d))]])
+    assert result.exit_code == 0, result.output
+    rows = {tuple(line.split()[:2]): line.split()[2] for line in result.output.splitlines()
+            if line.split() and line.split()[0] in ("hub", cluster)}
+    assert rows[(cluster, f"{slug}/redis")] == "encrypted"
+    assert rows[(cluster, "cert-manager/telemetry-ca")] == "encrypted"
+
+    # Rotation: the new key opens the file sealed again, the old one no longer does.
+    out = opc("secrets", "rotate", cluster, "--dir", str(repo), "--keys", str(keys))
+    assert str(path.relative_to(repo)) in out and "rollout restart deployment sealed-secrets-controller" in out
+    old = next(keys.glob(f"{cluster}.sealing.key.*.old"))
+    assert "s3cret-pw" in base64.b64decode(yaml.safe_load(decrypt(path, keys / f"{cluster}.sealing.key"))["data"]
+                                           ["password"]).decode()
+    with pytest.raises(SecretsError, match="cannot decrypt"):
+        decrypt(path, old)
+    assert (repo / "clusters" / cluster / "sealing.crt").read_text() == (keys / f"{cluster}.sealing.crt").read_text()
 
 
 def test_secrets_refuse_bad_input(rendered_copy, tmp_path: Path):

@@ -436,13 +436,14 @@ def tools_control_plane(directory: Path) -> None:
 
 @main.group()
 def secrets() -> None:
-    """Secrets in Git: one age key per cluster plus the company's, SOPS-encrypted Secrets per
-    cluster (Flux decrypts them with the cluster's key), and what every cluster needs."""
+    """Secrets in Git, encrypted to each cluster alone (Flux: SOPS with one age key per cluster plus
+    the company's; Argo CD: SealedSecrets with one sealing key per cluster), and what every
+    cluster needs."""
 
 
 def _keys_option(command: Any) -> Any:
     return click.option("--keys", "keys", type=click.Path(file_okay=False, path_type=Path), envvar="OPC_KEYS_DIR",
-                        help="Where the private age keys are (never inside the repository; default "
+                        help="Where the private keys are (never inside the repository; default "
                         "~/.config/opc/keys/<company_slug>, or $OPC_KEYS_DIR).")(command)
 
 
@@ -461,29 +462,41 @@ def _secrets_call(call: Any) -> Any:
               show_default=True, help="The rendered repository.")
 @_keys_option
 def secrets_init(directory: Path, keys: Path | None) -> None:
-    """Make the age keys that are missing (one per cluster, one for the company) and write their
-    public halves to .sops.yaml. Then give each cluster its key (printed)."""
-    from .secrets import KEY_SECRET, clusters_of, init, is_flux
+    """Make the keys that are missing (Flux: an age key per cluster and the company's, their public
+    halves in .sops.yaml; Argo CD: a sealing key per cluster, its certificate in
+    clusters/<cluster>/sealing.crt) and each cluster's telemetry CA, encrypted to it. Then give
+    each cluster its key (printed)."""
+    from .secrets import clusters_of, init, is_flux
 
     keys_dir, created = _secrets_call(lambda: init(directory.resolve(), keys))
+    flux = _secrets_call(lambda: is_flux(directory.resolve()))
     _err(f"keys in {keys_dir}: {', '.join(created) + ' created' if created else 'all there already'}; "
-         f"{directory / '.sops.yaml'} written")
-    clusters = _secrets_call(lambda: clusters_of(directory.resolve()))
-    if _secrets_call(lambda: is_flux(directory.resolve())):
-        click.echo("The telemetry CAs are encrypted into clusters/*/controllers/secrets/. Give each cluster its key "
-                   "(Flux decrypts with it), once, out of band:")
-        for cluster in clusters:
-            click.echo(f"  kubectl --context {cluster} -n flux-system create secret generic {KEY_SECRET} "
-                       f"--from-file=age.agekey={keys_dir / (cluster + '.agekey')}")
+         f"{directory / '.sops.yaml' if flux else directory / 'clusters/*/sealing.crt'} written")
+    click.echo("The telemetry CAs are encrypted into each cluster's secrets/ folders. Give each cluster its key, "
+               "once, out of band, before it syncs:")
+    for cluster in _secrets_call(lambda: clusters_of(directory.resolve())):
+        for command in _key_commands(directory.resolve(), keys_dir, cluster, flux):
+            click.echo(f"  {command}")
+    if flux:
         click.echo(f"Keep {keys_dir / 'company.agekey'} safe: it opens every cluster's Secrets (opc secrets rotate).")
-        return
-    ca = keys_dir / "telemetry"
-    click.echo("Give each cluster its telemetry CA and the hub the CAs' certificates, once, out of band:")
-    for cluster in clusters:
-        click.echo(f"  kubectl --context {cluster} -n cert-manager create secret tls telemetry-ca "
-                   f"--cert={ca / (cluster + '.crt')} --key={ca / (cluster + '.key')}")
-    click.echo("  kubectl --context hub -n istio-ingress create secret generic observability-tls-cacert "
-               f"--from-file=cacert={ca / 'bundle.crt'}")
+
+
+def _key_commands(root: Path, keys_dir: Path, cluster: str, flux: bool, name: str = "") -> list[str]:
+    """The kubectl commands that give ``cluster`` its key (Flux: the age key it decrypts with;
+    Argo CD: the Sealed Secrets controller's key pair, labelled active)."""
+    from .secrets import KEY_SECRET, SEALING_LABEL, SEALING_NAMESPACE, SEALING_SECRET, sealing_key
+
+    context = f"kubectl --context {cluster}"
+    if flux:
+        return [f"{context} -n flux-system create secret generic {KEY_SECRET} "
+                f"--from-file=age.agekey={keys_dir / (cluster + '.agekey')} --dry-run=client -o yaml | "
+                f"{context} apply -f -"]
+    key = sealing_key(keys_dir, cluster)
+    secret = name or SEALING_SECRET
+    return [f"{context} create namespace {SEALING_NAMESPACE} --dry-run=client -o yaml | {context} apply -f -",
+            f"{context} -n {SEALING_NAMESPACE} create secret tls {secret} --cert={key.with_suffix('.crt')} "
+            f"--key={key} --dry-run=client -o yaml | {context} label -f - --local -o yaml "
+            f"{SEALING_LABEL}=active | {context} apply -f -"]
 
 
 def _values(literals: tuple[str, ...], files: tuple[str, ...]) -> dict[str, str]:
@@ -559,18 +572,28 @@ def secrets_list(directory: Path, kubernetes_version: str, chart_dirs: tuple[Pat
               show_default=True, help="The rendered repository.")
 @_keys_option
 def secrets_rotate(cluster: str, directory: Path, keys: Path | None) -> None:
-    """A new age key for CLUSTER (or "company"): its Secrets re-encrypted to it with fresh data
-    keys, .sops.yaml updated. Then replace the cluster's key (printed) and commit."""
-    from .secrets import KEY_SECRET, default_keys_dir, rotate
+    """A new key for CLUSTER (Flux: or "company"): its Secrets re-encrypted to it (Flux: fresh data
+    keys, .sops.yaml updated; Argo CD: sealed again, sealing.crt updated). Then give the cluster
+    its new key (printed) and commit."""
+    import time as _time
 
-    files = _secrets_call(lambda: rotate(directory.resolve(), cluster, keys))
+    from .secrets import SEALING_SECRET, default_keys_dir, is_flux, rotate
+
+    root = directory.resolve()
+    flux = _secrets_call(lambda: is_flux(root))
+    files = _secrets_call(lambda: rotate(root, cluster, keys))
     for path in files:
-        click.echo(f"re-encrypted {path.relative_to(directory.resolve())}")
-    keys_dir = keys or default_keys_dir(directory.resolve())
+        click.echo(f"re-encrypted {path.relative_to(root)}")
+    keys_dir = keys or default_keys_dir(root)
     if cluster != "company":
-        click.echo(f"then: kubectl --context {cluster} -n flux-system create secret generic {KEY_SECRET} "
-                   f"--from-file=age.agekey={keys_dir / (cluster + '.agekey')} --dry-run=client -o yaml | "
-                   "kubectl apply -f -")
+        # Sealed Secrets keeps every key it holds for opening: the new one is added beside the old
+        name = "" if flux else f"{SEALING_SECRET}-{_time.strftime('%Y%m%d%H%M%S', _time.gmtime())}"
+        click.echo("then, before the commit syncs:")
+        for command in _key_commands(root, keys_dir, cluster, flux, name):
+            click.echo(f"  {command}")
+        if not flux:
+            click.echo(f"  kubectl --context {cluster} -n sealed-secrets rollout restart deployment "
+                       "sealed-secrets-controller")
 
 
 @main.group()

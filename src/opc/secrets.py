@@ -5,18 +5,23 @@ image pull secrets), a Dapr component (secretKeyRef), an Istio Gateway (credenti
 Elasticsearch resource (file realm and roles), a Prometheus remote write or a Flux source. Each
 is then one of:
 
-- rendered: the cluster receives the Secret itself (a chart makes it, or it is SOPS-encrypted
-  in the repository: ``clusters/<cluster>/<layer>/secrets/<namespace>.<name>.sops.yaml``,
-  decrypted by Flux's kustomize-controller with the cluster's own age key);
+- rendered: the cluster receives the Secret itself (a chart makes it, or it is encrypted in the
+  repository to that cluster alone, ``clusters/<cluster>/<layer>/secrets/<namespace>.<name>.*``:
+  on Flux a SOPS file (``.sops.yaml``) that Flux's kustomize-controller decrypts with the
+  cluster's age key; on Argo CD a SealedSecret (``.sealed.yaml``) that the cluster's Sealed
+  Secrets controller opens with the cluster's sealing key, so Argo CD itself, which renders
+  manifests on the hub, never holds a plaintext Secret or a key);
 - declared: a ``secrets.yaml`` in a component's folder says who provides it: ``sops`` (the
   company sets it with `opc secrets set`), ``runtime`` (a controller of the platform creates it
   when it runs) or ``out-of-band`` (it cannot live in Git, e.g. the age key itself);
 - missing: neither, which `opc validate` reports.
 
-Keys: `opc secrets init` makes one age key per cluster plus the company's own, keeps the private
-keys outside the repository (``--keys`` directory) and writes the public ones to ``.sops.yaml``:
-a cluster's files are encrypted to that cluster's key and the company's, so another cluster's
-key cannot open them.
+Keys: `opc secrets init` keeps the private keys outside the repository (``--keys`` directory).
+Flux: one age key per cluster plus the company's own, the public ones in ``.sops.yaml``; a
+cluster's files are encrypted to that cluster's key and the company's. Argo CD: one RSA sealing
+key per cluster (made with openssl, as Sealed Secrets' "bring your own certificate" expects),
+its certificate in ``clusters/<cluster>/sealing.crt``. Either way another cluster's key cannot
+open a cluster's files.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ DECLARATIONS = "secrets.yaml"
 SOPS_CONFIG = ".sops.yaml"
 PROVIDERS = ("sops", "runtime", "out-of-band")
 ENCRYPTED_SUFFIX = ".sops.yaml"
+SEALED_SUFFIX = ".sealed.yaml"
+SEALING_CERT = "sealing.crt"  # clusters/<cluster>/sealing.crt: the public half of its sealing key
+SEALING_NAMESPACE = "sealed-secrets"
+SEALING_SECRET = "sealed-secrets-key"  # noqa: S105 - the name of the Secret holding a cluster's sealing key
+SEALING_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
 KEY_SECRET = "sops-age"  # noqa: S105 - the name of the Secret in flux-system holding a cluster's age key
 COMPANY = "company"
 CERT_MANAGER_NAMESPACE = "cert-manager"
@@ -226,13 +236,14 @@ def cluster_roles(report: Report) -> dict[str, str]:
 
 
 def encrypted_files(root: Path) -> dict[tuple[str, str, str], Path]:
-    """(cluster, namespace, name) -> the SOPS file of that Secret in the repository."""
+    """(cluster, namespace, name) -> the encrypted file of that Secret in the repository (SOPS or
+    SealedSecret)."""
     out = {}
-    for path in sorted((root / "clusters").glob(f"*/*/secrets/*{ENCRYPTED_SUFFIX}")):
-        cluster = path.relative_to(root / "clusters").parts[0]
-        stem = path.name[: -len(ENCRYPTED_SUFFIX)]
-        namespace, _, name = stem.partition(".")
-        out[(cluster, namespace, name)] = path
+    for suffix in (ENCRYPTED_SUFFIX, SEALED_SUFFIX):
+        for path in sorted((root / "clusters").glob(f"*/*/secrets/*{suffix}")):
+            cluster = path.relative_to(root / "clusters").parts[0]
+            namespace, _, name = path.name[: -len(suffix)].partition(".")
+            out[(cluster, namespace, name)] = path
     return out
 
 
@@ -364,17 +375,58 @@ def write_sops_config(root: Path, keys: Path) -> Path:
     return path
 
 
+def sealing_key(keys: Path, cluster: str) -> Path:
+    """The private sealing key of a cluster (its certificate beside it, .crt)."""
+    return keys / f"{cluster}.sealing.key"
+
+
+def sealing_cert(root: Path, cluster: str) -> Path:
+    return root / "clusters" / cluster / SEALING_CERT
+
+
+def make_sealing_key(key: Path, cert: Path, cluster: str, company: str) -> None:
+    """A cluster's Sealed Secrets key pair: RSA 4096 and a self-signed certificate of ten years,
+    the shape the controller makes itself (it takes any such pair labelled as its key)."""
+    if shutil.which("openssl") is None:
+        raise SecretsError("openssl is needed to make the sealing keys")
+    key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    subject = f"/O={re.sub(r'[/=+]', ' ', company)}/CN={cluster} sealed secrets"
+    with tempfile.TemporaryDirectory(prefix="opc-sealing-", dir=key.parent) as tmp:
+        new_key, new_cert = Path(tmp) / "key", Path(tmp) / "crt"
+        proc = subprocess.run(["openssl", "req", "-x509", "-new", "-newkey", "rsa:4096", "-nodes", "-keyout",
+                               str(new_key), "-out", str(new_cert), "-days", "3650", "-subj", subject],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise SecretsError(f"openssl could not make the sealing key of {cluster}: {proc.stderr.strip()}")
+        new_key.chmod(0o600)
+        new_key.replace(key)
+        new_cert.replace(key.with_suffix(".crt"))
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(key.with_suffix(".crt"), cert)
+
+
 def init(root: Path, keys: Path | None = None) -> tuple[Path, list[str]]:
-    """An age key per cluster and the company's (kept where they are), .sops.yaml, and each
+    """The clusters' keys that are missing (Flux: an age key per cluster and the company's, and
+    .sops.yaml; Argo CD: a sealing key per cluster, its certificate in the repository), and each
     cluster's telemetry CA (see telemetry_cas). Returns the keys directory and what it created."""
     keys = _outside(root, keys or default_keys_dir(root))
     created = []
-    for name in [*clusters_of(root), COMPANY]:
-        path = keys / f"{name}.agekey"
-        if not path.is_file():
-            _keygen(path)
-            created.append(name)
-    write_sops_config(root, keys)
+    if is_flux(root):
+        for name in [*clusters_of(root), COMPANY]:
+            path = keys / f"{name}.agekey"
+            if not path.is_file():
+                _keygen(path)
+                created.append(name)
+        write_sops_config(root, keys)
+    else:
+        company = str(_answers(root).get("company_name", "company"))
+        for cluster in clusters_of(root):
+            key, cert = sealing_key(keys, cluster), sealing_cert(root, cluster)
+            if not key.is_file():
+                make_sealing_key(key, cert, cluster, company)
+                created.append(f"sealing key of {cluster}")
+            elif not cert.is_file() or cert.read_bytes() != key.with_suffix(".crt").read_bytes():
+                shutil.copyfile(key.with_suffix(".crt"), cert)
     created += telemetry_cas(root, keys)
     return keys, created
 
@@ -419,9 +471,9 @@ def is_flux(root: Path) -> bool:
 
 
 def telemetry_cas(root: Path, keys: Path) -> list[str]:
-    """Each cluster's telemetry CA, kept in the keys directory (telemetry/<cluster>.crt, .key): on
-    Flux, encrypted to that cluster as cert-manager/telemetry-ca, and every CA certificate for the
-    hub's gateway (istio-ingress/observability-tls-cacert). Returns the CAs it made."""
+    """Each cluster's telemetry CA, kept in the keys directory (telemetry/<cluster>.crt, .key),
+    encrypted to that cluster as cert-manager/telemetry-ca, and every CA certificate for the hub's
+    gateway (istio-ingress/observability-tls-cacert). Returns the CAs it made."""
     answers = _answers(root)
     domain, company = str(answers.get("base_domain", "")), str(answers.get("company_name", "company"))
     made = []
@@ -432,16 +484,15 @@ def telemetry_cas(root: Path, keys: Path) -> list[str]:
             make_ca(cert, key, cluster, domain, company)
             made.append(f"telemetry CA of {cluster}")
     bundle = "".join((folder / f"{c}.crt").read_text(encoding="utf-8") for c in clusters_of(root))
-    if is_flux(root):
-        for cluster in clusters_of(root):
-            if cluster_file(root, cluster, *TELEMETRY_CA) is None or f"telemetry CA of {cluster}" in made:
-                set_secret(root, *TELEMETRY_CA, cluster, {"tls.crt": (folder / f"{cluster}.crt").read_text(),
-                                                          "tls.key": (folder / f"{cluster}.key").read_text()},
-                           "kubernetes.io/tls")
-        previous = folder / "bundle.crt"
-        if cluster_file(root, "hub", *TELEMETRY_TRUST) is None or not previous.is_file() \
-                or previous.read_text(encoding="utf-8") != bundle:
-            set_secret(root, *TELEMETRY_TRUST, "hub", {"cacert": bundle})
+    for cluster in clusters_of(root):
+        if cluster_file(root, cluster, *TELEMETRY_CA) is None or f"telemetry CA of {cluster}" in made:
+            set_secret(root, *TELEMETRY_CA, cluster, {"tls.crt": (folder / f"{cluster}.crt").read_text(),
+                                                      "tls.key": (folder / f"{cluster}.key").read_text()},
+                       "kubernetes.io/tls")
+    previous = folder / "bundle.crt"
+    if cluster_file(root, "hub", *TELEMETRY_TRUST) is None or not previous.is_file() \
+            or previous.read_text(encoding="utf-8") != bundle:
+        set_secret(root, *TELEMETRY_TRUST, "hub", {"cacert": bundle})
     (folder / "bundle.crt").write_text(bundle, encoding="utf-8")
     return made
 
@@ -451,27 +502,49 @@ def cluster_file(root: Path, cluster: str, namespace: str, name: str) -> Path | 
 
 
 def _layers(root: Path, cluster: str) -> list[str]:
-    """The cluster's layers in the order its engine applies them (Flux: dependsOn)."""
+    """The cluster's layers (folders of clusters/<cluster>) in the order its engine applies them:
+    Flux Kustomizations (dependsOn order), or Argo CD Applications of those folders (sync waves)."""
     path = root / "clusters" / cluster / "layers.yaml"
     if not path.is_file():
-        raise SecretsError(f"clusters/{cluster}/layers.yaml is missing: opc secrets set needs a Flux cluster")
+        raise SecretsError(f"clusters/{cluster}/layers.yaml is missing: is it a repository opc rendered?")
     docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict)]
     flux = [d for d in docs if d.get("kind") == "Kustomization"]
-    if not flux:
-        raise SecretsError(f"clusters/{cluster} is delivered by Argo CD: opc secrets set writes SOPS files that "
-                           "Flux decrypts; see the README's secrets section for Argo CD")
-    return [str((d.get("metadata") or {}).get("name")) for d in flux]
+    if flux:
+        return [str((d.get("metadata") or {}).get("name")) for d in flux]
+    prefix = f"clusters/{cluster}/"
+    waves = []
+    for d in docs:
+        if d.get("kind") != "Application":
+            continue
+        folder = str(((d.get("spec") or {}).get("source") or {}).get("path") or "")
+        wave = int(((d.get("metadata") or {}).get("annotations") or {}).get("argocd.argoproj.io/sync-wave", 0))
+        if folder.startswith(prefix) and "/" not in folder[len(prefix):]:
+            waves.append((wave, folder[len(prefix):]))
+    # the controllers folder holds the releases' Applications, which create their namespaces first
+    return ["controllers", *[layer for _, layer in sorted(waves)]]
 
 
 def layer_for(root: Path, cluster: str, namespace: str) -> str:
-    """The first layer of the cluster whose objects create ``namespace`` (its Secrets go there)."""
+    """The first layer of the cluster whose objects create ``namespace`` (its Secrets go there).
+
+    On Argo CD the controllers folder holds Applications (on a workload cluster they live on the
+    hub), so a namespace one of them installs into gets its Secrets with the next layer the
+    cluster itself receives."""
     from .kustomize import build_one
 
+    argo = not is_flux(root)
+    pending = False
     for layer in _layers(root, cluster):
         build = build_one(root / "clusters" / cluster / layer)
         if not build.ok:
             raise SecretsError(f"clusters/{cluster}/{layer} does not build: {build.error.splitlines()[0]}")
-        if any(o.get("kind") == "Namespace" and _meta(o).get("name") == namespace for o in build.objects):
+        creates = any((o.get("kind") == "Namespace" and _meta(o).get("name") == namespace)
+                      or (o.get("kind") == "Application" and str(o.get("apiVersion", "")).startswith("argoproj.io/")
+                          and ((o.get("spec") or {}).get("destination") or {}).get("namespace") == namespace)
+                      for o in build.objects)
+        if argo and layer == "controllers":
+            pending = pending or creates
+        elif pending or creates:
             return layer
     raise SecretsError(f"no layer of cluster {cluster} creates namespace {namespace}: its Secrets cannot be "
                        "delivered with it")
@@ -505,8 +578,30 @@ def _add_resource(kustomization: Path, entry: str, header: str) -> None:
         rt.dump(document, handle)
 
 
-def secret_path(root: Path, cluster: str, layer: str, namespace: str, name: str) -> Path:
-    return root / "clusters" / cluster / layer / "secrets" / f"{namespace}.{name}{ENCRYPTED_SUFFIX}"
+def secret_path(root: Path, cluster: str, layer: str, namespace: str, name: str,
+                suffix: str = ENCRYPTED_SUFFIX) -> Path:
+    return root / "clusters" / cluster / layer / "secrets" / f"{namespace}.{name}{suffix}"
+
+
+def _sops_encrypt(root: Path, plain: Path, target: Path) -> str:
+    if not (root / SOPS_CONFIG).is_file():
+        raise SecretsError(f"{SOPS_CONFIG} is missing: run `opc secrets init` first")
+    proc = subprocess.run([_tool("sops"), "--config", str(root / SOPS_CONFIG), "encrypt",
+                           "--filename-override", target.relative_to(root).as_posix(), str(plain)],
+                          capture_output=True, text=True, check=False, cwd=root)
+    if proc.returncode != 0:
+        raise SecretsError(f"sops could not encrypt it: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _seal(cert: Path, plain: str) -> str:
+    """A SealedSecret of ``plain`` (a Secret) for the holder of ``cert``'s key (strict scope: it
+    opens only under its own namespace and name)."""
+    proc = subprocess.run([_tool("kubeseal"), "--cert", str(cert), "--format", "yaml"], input=plain,
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SecretsError(f"kubeseal could not seal it: {proc.stderr.strip()}")
+    return proc.stdout
 
 
 def set_secret(root: Path, namespace: str, name: str, cluster: str, values: dict[str, str],
@@ -519,35 +614,49 @@ def set_secret(root: Path, namespace: str, name: str, cluster: str, values: dict
         raise SecretsError(f"no cluster '{cluster}' (clusters: {', '.join(clusters_of(root))})")
     if not values:
         raise SecretsError("give the Secret's keys: --from-literal KEY=VALUE or --from-file KEY=PATH")
-    if not (root / SOPS_CONFIG).is_file():
-        raise SecretsError(f"{SOPS_CONFIG} is missing: run `opc secrets init` first")
+    flux = is_flux(root)
+    cert = sealing_cert(root, cluster)
+    if (flux and not (root / SOPS_CONFIG).is_file()) or (not flux and not cert.is_file()):
+        raise SecretsError(f"{SOPS_CONFIG if flux else cert.relative_to(root)} is missing: run `opc secrets init` "
+                           "first")
     layer = layer_for(root, cluster, namespace)
-    target = secret_path(root, cluster, layer, namespace, name)
+    target = secret_path(root, cluster, layer, namespace, name, ENCRYPTED_SUFFIX if flux else SEALED_SUFFIX)
     document = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
                 "type": secret_type, "stringData": dict(sorted(values.items()))}
-    with tempfile.TemporaryDirectory(prefix="opc-secret-") as tmp:
-        plain = Path(tmp) / "secret.yaml"
-        plain.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-        plain.chmod(0o600)
-        proc = subprocess.run([_tool("sops"), "--config", str(root / SOPS_CONFIG), "encrypt",
-                               "--filename-override", target.relative_to(root).as_posix(), str(plain)],
-                              capture_output=True, text=True, check=False, cwd=root)
-    if proc.returncode != 0:
-        raise SecretsError(f"sops could not encrypt it: {proc.stderr.strip()}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.tmp")
-    staging.write_text("---\n" + proc.stdout if not proc.stdout.startswith("---") else proc.stdout, encoding="utf-8")
-    staging.replace(target)
+    plain_text = yaml.safe_dump(document, sort_keys=False)
+    if flux:
+        with tempfile.TemporaryDirectory(prefix="opc-secret-") as tmp:
+            plain = Path(tmp) / "secret.yaml"
+            plain.write_text(plain_text, encoding="utf-8")
+            plain.chmod(0o600)
+            encrypted = _sops_encrypt(root, plain, target)
+    else:
+        encrypted = _seal(cert, plain_text)
+    _write(target, encrypted)
     _add_resource(target.parent / "kustomization.yaml", target.name,
-                  f"Secrets of cluster {cluster} applied with its {layer} (SOPS; opc secrets set)")
+                  f"Secrets of cluster {cluster} applied with its {layer} "
+                  f"({'SOPS' if flux else 'SealedSecrets'}; opc secrets set)")
     _add_resource(target.parent.parent / "kustomization.yaml", "secrets", "")
     return target
 
 
+def _write(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.tmp")
+    staging.write_text(text if text.startswith("---") else "---\n" + text, encoding="utf-8")
+    staging.replace(target)
+
+
 def decrypt(path: Path, key_file: Path) -> str:
-    """The plaintext of a SOPS file, opened with one age key (fails for any other key)."""
-    proc = subprocess.run([_tool("sops"), "decrypt", str(path)], capture_output=True, text=True, check=False,
-                          env={**os.environ, "SOPS_AGE_KEY_FILE": str(key_file)})
+    """The plaintext of a SOPS file (opened with one age key) or of a SealedSecret (one sealing
+    key, as its controller opens it); fails for any other key."""
+    if path.name.endswith(SEALED_SUFFIX):
+        proc = subprocess.run([_tool("kubeseal"), "--recovery-unseal", "--recovery-private-key", str(key_file),
+                               "--format", "yaml"], input=path.read_text(encoding="utf-8"),
+                              capture_output=True, text=True, check=False)
+    else:
+        proc = subprocess.run([_tool("sops"), "decrypt", str(path)], capture_output=True, text=True, check=False,
+                              env={**os.environ, "SOPS_AGE_KEY_FILE": str(key_file)})
     if proc.returncode != 0:
         why = (proc.stderr.strip().splitlines() or [f"sops exited with {proc.returncode}"])[-1]
         raise SecretsError(f"cannot decrypt {path.name} with {key_file.name}: {why}")
@@ -558,6 +667,8 @@ def rotate(root: Path, cluster: str, keys: Path | None = None) -> list[Path]:
     """A new age key for ``cluster`` (the old one kept as .agekey.old until its files are re-keyed),
     its files re-encrypted to it with a fresh data key; returns those files."""
     keys = _outside(root, keys or default_keys_dir(root))
+    if not is_flux(root):
+        return _rotate_sealing(root, cluster, keys)
     if cluster not in [*clusters_of(root), COMPANY]:
         raise SecretsError(f"no cluster '{cluster}' (clusters: {', '.join(clusters_of(root))}, or {COMPANY})")
     company = keys / f"{COMPANY}.agekey"
@@ -584,4 +695,34 @@ def rotate(root: Path, cluster: str, keys: Path | None = None) -> list[Path]:
                                   env={**os.environ, "SOPS_AGE_KEY_FILE": str(key)})
             if proc.returncode != 0:
                 raise SecretsError(f"sops {args[0]} {path.relative_to(root)}: {proc.stderr.strip()}")
+    return files
+
+
+def _unsealed(text: str) -> str:
+    """The Secret as it was sealed (without what the controller would add: its owner)."""
+    document = yaml.safe_load(text)
+    for key in ("ownerReferences", "creationTimestamp"):
+        (document.get("metadata") or {}).pop(key, None)
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def _rotate_sealing(root: Path, cluster: str, keys: Path) -> list[Path]:
+    """Argo CD: a new sealing key for ``cluster`` (the old one kept as .old), its certificate in
+    the repository, and the cluster's SealedSecrets opened with the old key and sealed again to
+    the new one; returns those files."""
+    if cluster not in clusters_of(root):
+        raise SecretsError(f"no cluster '{cluster}' (clusters: {', '.join(clusters_of(root))}; on Argo CD there is "
+                           "no company key)")
+    key = sealing_key(keys, cluster)
+    if not key.is_file():
+        raise SecretsError(f"no sealing key of {cluster} in {keys}: run `opc secrets init` first")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    old = key.with_name(f"{key.name}.{stamp}.old")
+    shutil.copy2(key, old)
+    files = [p for (c, _, _), p in sorted(encrypted_files(root).items()) if c == cluster
+             and p.name.endswith(SEALED_SUFFIX)]
+    plain = {path: _unsealed(decrypt(path, old)) for path in files}  # all opened before anything changes
+    make_sealing_key(key, sealing_cert(root, cluster), cluster, str(_answers(root).get("company_name", "company")))
+    for path in files:
+        _write(path, _seal(sealing_cert(root, cluster), plain[path]))
     return files

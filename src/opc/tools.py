@@ -72,6 +72,18 @@ def _build_vela(tool: Tool, out: Path) -> None:
             "-o", str(out / "vela"), "./references/cmd/cli", cwd=src)
 
 
+def _build_kubeseal(tool: Tool, out: Path) -> None:
+    # The module is served as github.com/bitnami-labs/sealed-secrets but declares
+    # github.com/bitnami/sealed-secrets, which `go install` refuses: it builds as the main module.
+    with tempfile.TemporaryDirectory(prefix="opc-kubeseal-src-") as tmp:
+        src = Path(tmp) / "src"
+        shutil.copytree(module_dir("github.com/bitnami-labs/sealed-secrets", tool.version), src)
+        for path in src.rglob("*"):
+            path.chmod(path.stat().st_mode | 0o200)
+        _go("build", "-trimpath", "-ldflags", f"-s -w -X main.VERSION={tool.version}", "-o", str(out / "kubeseal"),
+            "./cmd/kubeseal", cwd=src)
+
+
 GOMOD = Path(__file__).parent / "gomod"
 
 
@@ -159,6 +171,7 @@ TOOLS = {
     "sops": Tool("sops", "v3.13.2", _build_set, ("--version", "--disable-version-check"), FLUX),
     "age": Tool("age", "v1.3.1", _build_set, ("--version",), FLUX),
     "age-keygen": Tool("age-keygen", "v1.3.1", _build_set, ("--version",), FLUX),
+    "kubeseal": Tool("kubeseal", "v0.39.1", _build_kubeseal, ("--version",)),
 }
 # What `opc tools install` builds without names: what `opc validate` runs.
 DEFAULT = ("helm", "vela")
