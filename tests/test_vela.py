@@ -4,6 +4,8 @@ what it produces is validated and judged like everything else."""
 
 from __future__ import annotations
 
+import posixpath
+
 import pytest
 import yaml
 
@@ -58,6 +60,25 @@ def test_vela_renders_every_application(fixture: str, rendered, schemas, charts)
                     agent.startswith("docker.io/apache/skywalking-java-agent:")
                 assert "-javaagent:/skywalking/agent/skywalking-agent.jar" in env_vars["JAVA_TOOL_OPTIONS"]
                 assert env_vars["SW_AGENT_COLLECTOR_BACKEND_SERVICES"] == f"oap.{answers['base_domain']}:443"
+                # mutual TLS: the agent resolves its TLS paths in its own directory, needs the CA
+                # file to exist to present a client certificate at all, and takes PKCS#8 keys
+                agent_dir = next(m["mountPath"] for m in pod["containers"][0]["volumeMounts"]
+                                 if m["name"] == "skywalking-agent")
+                assert env_vars["JAVA_TOOL_OPTIONS"].split("-javaagent:")[1].split()[0] == \
+                    f"{agent_dir}/skywalking-agent.jar"
+                mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+                volumes = {v["name"]: v for v in pod["volumes"]}
+                resolved = {key: posixpath.normpath(posixpath.join(agent_dir, env_vars[key])) for key in (
+                    "SW_AGENT_SSL_TRUSTED_CA_PATH", "SW_AGENT_SSL_CERT_CHAIN_PATH", "SW_AGENT_SSL_KEY_PATH")}
+                assert resolved["SW_AGENT_SSL_TRUSTED_CA_PATH"] == "/etc/ssl/certs/ca-certificates.crt"
+                for key, item in (("SW_AGENT_SSL_CERT_CHAIN_PATH", "tls.crt"), ("SW_AGENT_SSL_KEY_PATH", "tls.key")):
+                    folder, name = posixpath.split(resolved[key])
+                    assert name == item and volumes[mounts[folder]]["secret"]["secretName"] == "telemetry-client"
+                certificate = next(o for _, o in report.cluster_objects()[cluster] if o["kind"] == "Certificate"
+                                   and o["metadata"] == {"name": "telemetry-client",
+                                                         "namespace": clone_set["metadata"]["namespace"]})
+                assert certificate["spec"]["privateKey"]["encoding"] == "PKCS8"
+                assert certificate["spec"]["uris"] == [f"spiffe://{cluster}.telemetry.{answers['base_domain']}/telemetry"]
 
 
 @pytest.mark.slow
