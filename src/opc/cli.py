@@ -180,6 +180,44 @@ def validate(directory: Path, schema_dirs: tuple[Path, ...], schema_locations: t
 
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@chart_options
+@click.option("--quiet", "-q", is_flag=True, help="Print only the findings and the result.")
+def audit(directory: Path, kubernetes_version: str, chart_dirs: tuple[Path, ...], substitutes: tuple[str, ...],
+          offline: bool, no_charts: bool, quiet: bool) -> None:
+    """Scan every object the clusters receive (charts' output and KubeVela's included) with
+    kube-score and checkov; exit 1 on a reported check no audit-skips.yaml entry explains.
+
+    The scanners are built once (`opc tools install kube-score checkov`)."""
+    from .audit import AuditError, check_audit, scan
+    from .validate import validate_repo
+
+    if no_charts:
+        raise click.BadParameter("an audit covers the charts' output", param_hint="--no-charts")
+    started = time.perf_counter()
+    report = validate_repo(directory, [], kubernetes_version=kubernetes_version, lint=False, wiring=[],
+                           progress=None if quiet else _err,
+                           charts=_charts(kubernetes_version, chart_dirs, substitutes, offline))
+    problems = [f for f in report.findings if f.category in ("build", "chart", "vela")]
+    for finding in problems:
+        click.echo(str(finding))
+    if not quiet:
+        _err("scanning with kube-score and checkov")
+    try:
+        raws, count = scan(report)
+    except AuditError as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)
+    findings, used = check_audit(report, raws)
+    for finding in findings:
+        click.echo(str(finding))
+    click.echo(f"{count} objects scanned: {len(raws)} checks failed, {sum(used.values())} of them skipped by "
+               f"{sum(1 for n in used.values() if n)} reasons, {len(findings)} findings "
+               f"({time.perf_counter() - started:.1f}s)")
+    sys.exit(1 if findings or problems else 0)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
 @click.option("--nodes", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="Nodes per cluster: a DaemonSet's pod counts once per node.")

@@ -84,6 +84,20 @@ def _build_kubeseal(tool: Tool, out: Path) -> None:
             "./cmd/kubeseal", cwd=src)
 
 
+def _build_kube_score(tool: Tool, out: Path) -> None:
+    _go("install", "-trimpath", f"-ldflags=-s -w -X main.version={tool.version.lstrip('v')}",
+        f"github.com/zegl/kube-score/cmd/kube-score@{tool.version}", env={"GOBIN": str(out)})
+
+
+def _build_checkov(tool: Tool, out: Path) -> None:
+    from .audit import AuditError, install_checkov
+
+    try:
+        install_checkov(out)
+    except AuditError as exc:
+        raise ToolMissing(str(exc)) from exc
+
+
 GOMOD = Path(__file__).parent / "gomod"
 
 
@@ -147,6 +161,7 @@ class Tool:
     build: Callable[[Tool, Path], None]
     version_args: tuple[str, ...]
     toolset: ToolSet | None = None
+    source: str = "the Go module proxy"
 
     @property
     def home(self) -> Path:
@@ -172,6 +187,9 @@ TOOLS = {
     "age": Tool("age", "v1.3.1", _build_set, ("--version",), FLUX),
     "age-keygen": Tool("age-keygen", "v1.3.1", _build_set, ("--version",), FLUX),
     "kubeseal": Tool("kubeseal", "v0.39.1", _build_kubeseal, ("--version",)),
+    # the audit's scanners (opc audit): kube-score from the Go module proxy, checkov from PyPI
+    "kube-score": Tool("kube-score", "v1.20.0", _build_kube_score, ("version",)),
+    "checkov": Tool("checkov", "3.3.30", _build_checkov, ("--version",), source="PyPI"),
 }
 # What `opc tools install` builds without names: what `opc validate` runs.
 DEFAULT = ("helm", "vela")
@@ -198,8 +216,8 @@ def find(name: str) -> str:
     if found:
         return found
     target = tool.toolset.name if tool.toolset else name
-    raise ToolMissing(f"{name} {tool.version} is needed: run `opc tools install {target}` (it builds it from the Go "
-                      f"module proxy into {tool.home}) or put {name} on PATH")
+    raise ToolMissing(f"{name} {tool.version} is needed: run `opc tools install {target}` (it builds it from "
+                      f"{tool.source} into {tool.home}) or put {name} on PATH")
 
 
 def install(name: str, progress: Callable[[str], None] = lambda _m: None) -> tuple[Path, float | None]:
@@ -210,7 +228,7 @@ def install(name: str, progress: Callable[[str], None] = lambda _m: None) -> tup
         return tool.cached, None
     tool.home.parent.mkdir(parents=True, exist_ok=True)
     what = f"{tool.toolset.name} ({tool.toolset.version})" if tool.toolset else f"{name} {tool.version}"
-    progress(f"building {what} from the Go module proxy into {tool.home} (once per machine)")
+    progress(f"building {what} from {tool.source} into {tool.home} (once per machine)")
     started = time.perf_counter()
     staging = Path(tempfile.mkdtemp(prefix=f".{tool.home.name}.", dir=tool.home.parent))
     try:

@@ -1,0 +1,89 @@
+"""`opc audit`: kube-score and checkov, the real programs, over everything the clusters receive
+(charts' output and KubeVela's included). Every valid fixture family passes with the reasoned
+skips the template carries, every skip is needed by some fixture, and a broken object of the
+repository's own is caught by both scanners."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from opc.audit import audited_objects, check_audit, load_skips, scan
+from opc.cli import main
+from opc.validate import validate_repo
+
+# Both engines, every cloud (the private one's bare-metal components included), SkyWalking
+# agents, and services that call each other and read Secrets.
+FIXTURES = ["valid/all-clouds-flux.yml", "valid/all-clouds-argocd.yml", "valid/three-services.yml"]
+
+
+@pytest.mark.slow
+def test_every_fixture_passes_the_audit_and_every_skip_is_needed(rendered, charts):
+    used: dict[tuple[str, str, tuple[str, ...], str], int] = {}
+    for fixture in FIXTURES:
+        repo = rendered(fixture)
+        report = validate_repo(repo, [], lint=False, wiring=[], charts=charts)
+        assert not [f for f in report.findings if f.category in ("build", "chart", "vela")]
+        raws, count = scan(report)
+        findings, covered = check_audit(report, raws)
+        assert findings == [], (fixture, [str(f) for f in findings][:20])
+        assert count > 700 and {r.source for r in raws} == {"charts", "repository"}
+        # the services run as CloneSets, which the scanners do not know: they see them as Deployments
+        objects = audited_objects(report)
+        assert any(o["kind"] == "Deployment" and o["metadata"]["name"] == "order-service" for _, o, _ in objects)
+        for skip, n in covered.items():
+            key = (skip.where, skip.tool, skip.checks, skip.objects)
+            used[key] = used.get(key, 0) + n
+    stale = [key for key, n in used.items() if n == 0]
+    assert not stale, f"skips no fixture needs (remove them): {stale}"
+
+
+BROKEN = """---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: debug, namespace: %s}
+spec:
+  selector: {matchLabels: {app: debug}}
+  template:
+    metadata: {labels: {app: debug}}
+    spec:
+      containers:
+        - name: debug
+          image: busybox
+          securityContext: {privileged: true}
+"""
+
+
+@pytest.mark.slow
+def test_a_broken_object_of_the_repository_is_caught(rendered_copy, charts):
+    """What the template skips for charts' output still holds for the repository's own objects."""
+    repo = rendered_copy("valid/tencent-dev-argocd.yml")
+    slug = yaml.safe_load((repo / ".copier-answers.yml").read_text())["company_slug"]
+    namespace_file = repo / "infrastructure/configs/workloads/namespace.yaml"
+    namespace_file.write_text(namespace_file.read_text() + BROKEN % slug)
+    report = validate_repo(repo, [], lint=False, wiring=[], charts=charts)
+    raws, _ = scan(report)
+    findings, _ = check_audit(report, raws)
+    caught = {f.message.split(":")[0] for f in findings if f.subject == f"Deployment {slug}/debug"}
+    for expected in ("kube-score container-resources", "kube-score container-image-tag",
+                     "kube-score container-security-context-privileged", "checkov CKV_K8S_16",
+                     "checkov CKV_K8S_14", "checkov CKV_K8S_11"):
+        assert expected in caught, sorted(caught)
+    # the command says so and fails
+    args = ["audit", str(repo), "--offline", "-q", *[a for d in charts.dirs for a in ("--chart-dir", str(d))],
+            *[a for name, path in charts.substitutes.items() for a in ("--chart-substitute", f"{name}={path}")]]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and f"Deployment {slug}/debug: checkov CKV_K8S_16" in result.output, result.output
+
+
+def test_skip_entries_need_a_tool_a_check_and_a_reason(tmp_path: Path):
+    (tmp_path / "audit-skips.yaml").write_text(
+        "---\n- {tool: kube-score, check: pod-probes, reason: fine}\n- {tool: trivy, check: x, reason: y}\n"
+        "- {tool: checkov, check: CKV_K8S_8}\n- {tool: checkov, check: [CKV_K8S_8, CKV_K8S_9], from: nowhere, "
+        "reason: z}\n")
+    skips, problems = load_skips(tmp_path)
+    assert [s.checks for s in skips] == [("pod-probes",)]
+    assert [p.subject for p in problems] == ["entry 1", "entry 2", "entry 3"]
