@@ -122,16 +122,38 @@ def test_sealed_secrets_round_trip_on_argo_cd(rendered_copy, tmp_path: Path, sch
 
     out = opc("secrets", "set", f"{slug}/redis", "--cluster", cluster, "--from-literal", "password=s3cret-pw",
               "--dir", str(repo))
-    path = repo / "clusters" / cluster / "configs/secrets" / f"{slug}.redis.sealed.yaml"
+    path = repo / "clusters" / cluster / "secrets" / slug / f"{slug}.redis.sealed.yaml"
     assert path.is_file() and str(path.relative_to(repo)) in out
     assert "s3cret-pw" not in path.read_text() and "czNjcmV0LXB3" not in path.read_text()  # nor its base64
     guard = subprocess.run([sys.executable, str(repo / "scripts/check-secrets.py"), *map(str, repo.rglob("*.sealed.yaml"))],
                            capture_output=True, text=True)
     assert guard.returncode == 0, guard.stdout
 
-    # What Argo CD delivers is the layer as kustomize builds it: a SealedSecret, which the
-    # cluster's key opens into the Secret (as its controller does) and the hub's key does not.
-    build = build_one(repo / "clusters" / cluster / "configs")
+    # Argo CD delivers each namespace's SealedSecrets with an Application of their own, right
+    # after the Sealed Secrets controller and before every Application that could read them.
+    for name in (cluster, "hub"):
+        root = build_one(repo / "clusters" / name)
+        assert root.ok, root.error
+        waves = {o["metadata"]["name"]: int((o["metadata"].get("annotations") or {}).get(
+                 "argocd.argoproj.io/sync-wave", 0)) for o in root.objects if o["kind"] == "Application"}
+        secrets_apps = {n: w for n, w in waves.items() if "-secrets-" in n}
+        assert secrets_apps  # the telemetry CA at least, on every cluster
+        controller = waves[f"{cluster}-sealed-secrets" if name == cluster else "sealed-secrets"]
+        others = [w for n, w in waves.items() if n not in secrets_apps and not n.endswith(("sealed-secrets", "storage"))]
+        assert all(controller < w < min(others) for w in secrets_apps.values()), waves
+    application = next(o for o in build_one(repo / "clusters" / cluster).objects
+                       if o["metadata"]["name"] == f"{cluster}-secrets-{slug}")
+    assert application["spec"]["source"]["path"] == f"clusters/{cluster}/secrets/{slug}"
+    assert application["spec"]["destination"] == {"name": cluster, "namespace": slug}
+    assert "CreateNamespace=true" in application["spec"]["syncPolicy"]["syncOptions"]
+    refused = CliRunner().invoke(main, ["secrets", "set", "nowhere/redis", "--cluster", cluster, "--from-literal",
+                                        "password=x", "--dir", str(repo)])
+    assert refused.exit_code == 1 and "receives no namespace nowhere" in refused.output
+    assert not (repo / "clusters" / cluster / "secrets" / "nowhere").exists()
+
+    # What that Application delivers, as kustomize builds it: a SealedSecret, which the cluster's
+    # key opens into the Secret (as its controller does) and the hub's key does not.
+    build = build_one(repo / "clusters" / cluster / "secrets" / slug)
     assert build.ok, build.error
     sealed = [o for o in build.objects if o["kind"] == "SealedSecret" and o["metadata"]["name"] == "redis"]
     assert len(sealed) == 1 and not [o for o in build.objects if o["kind"] == "Secret"]

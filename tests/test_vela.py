@@ -74,6 +74,9 @@ def test_vela_renders_every_application(fixture: str, rendered, schemas, charts)
                 for key, item in (("SW_AGENT_SSL_CERT_CHAIN_PATH", "tls.crt"), ("SW_AGENT_SSL_KEY_PATH", "tls.key")):
                     folder, name = posixpath.split(resolved[key])
                     assert name == item and volumes[mounts[folder]]["secret"]["secretName"] == "telemetry-client"
+                    # not inside another mount: the runtime cannot create a mount point in the
+                    # agent's read-only folder
+                    assert not [m for m in mounts if m != folder and folder.startswith(m.rstrip("/") + "/")], mounts
                 certificate = next(o for _, o in report.cluster_objects()[cluster] if o["kind"] == "Certificate"
                                    and o["metadata"] == {"name": "telemetry-client",
                                                          "namespace": clone_set["metadata"]["namespace"]})

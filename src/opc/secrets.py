@@ -27,6 +27,7 @@ open a cluster's files.
 from __future__ import annotations
 
 import fnmatch
+import io
 import os
 import re
 import shutil
@@ -239,8 +240,9 @@ def encrypted_files(root: Path) -> dict[tuple[str, str, str], Path]:
     """(cluster, namespace, name) -> the encrypted file of that Secret in the repository (SOPS or
     SealedSecret)."""
     out = {}
-    for suffix in (ENCRYPTED_SUFFIX, SEALED_SUFFIX):
-        for path in sorted((root / "clusters").glob(f"*/*/secrets/*{suffix}")):
+    for pattern in (f"*/*/secrets/*{ENCRYPTED_SUFFIX}", f"*/secrets/*/*{SEALED_SUFFIX}"):
+        suffix = pattern.rpartition("*")[2]
+        for path in sorted((root / "clusters").glob(pattern)):
             cluster = path.relative_to(root / "clusters").parts[0]
             namespace, _, name = path.name[: -len(suffix)].partition(".")
             out[(cluster, namespace, name)] = path
@@ -502,49 +504,24 @@ def cluster_file(root: Path, cluster: str, namespace: str, name: str) -> Path | 
 
 
 def _layers(root: Path, cluster: str) -> list[str]:
-    """The cluster's layers (folders of clusters/<cluster>) in the order its engine applies them:
-    Flux Kustomizations (dependsOn order), or Argo CD Applications of those folders (sync waves)."""
+    """The cluster's Flux layers in the order Flux applies them (dependsOn)."""
     path = root / "clusters" / cluster / "layers.yaml"
     if not path.is_file():
         raise SecretsError(f"clusters/{cluster}/layers.yaml is missing: is it a repository opc rendered?")
     docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict)]
-    flux = [d for d in docs if d.get("kind") == "Kustomization"]
-    if flux:
-        return [str((d.get("metadata") or {}).get("name")) for d in flux]
-    prefix = f"clusters/{cluster}/"
-    waves = []
-    for d in docs:
-        if d.get("kind") != "Application":
-            continue
-        folder = str(((d.get("spec") or {}).get("source") or {}).get("path") or "")
-        wave = int(((d.get("metadata") or {}).get("annotations") or {}).get("argocd.argoproj.io/sync-wave", 0))
-        if folder.startswith(prefix) and "/" not in folder[len(prefix):]:
-            waves.append((wave, folder[len(prefix):]))
-    # the controllers folder holds the releases' Applications, which create their namespaces first
-    return ["controllers", *[layer for _, layer in sorted(waves)]]
+    return [str((d.get("metadata") or {}).get("name")) for d in docs if d.get("kind") == "Kustomization"]
 
 
 def layer_for(root: Path, cluster: str, namespace: str) -> str:
-    """The first layer of the cluster whose objects create ``namespace`` (its Secrets go there).
-
-    On Argo CD the controllers folder holds Applications (on a workload cluster they live on the
-    hub), so a namespace one of them installs into gets its Secrets with the next layer the
-    cluster itself receives."""
+    """Flux: the first layer of the cluster whose objects create ``namespace`` (its Secrets go
+    there, so they are applied with it and before anything of a later layer reads them)."""
     from .kustomize import build_one
 
-    argo = not is_flux(root)
-    pending = False
     for layer in _layers(root, cluster):
         build = build_one(root / "clusters" / cluster / layer)
         if not build.ok:
             raise SecretsError(f"clusters/{cluster}/{layer} does not build: {build.error.splitlines()[0]}")
-        creates = any((o.get("kind") == "Namespace" and _meta(o).get("name") == namespace)
-                      or (o.get("kind") == "Application" and str(o.get("apiVersion", "")).startswith("argoproj.io/")
-                          and ((o.get("spec") or {}).get("destination") or {}).get("namespace") == namespace)
-                      for o in build.objects)
-        if argo and layer == "controllers":
-            pending = pending or creates
-        elif pending or creates:
+        if any(o.get("kind") == "Namespace" and _meta(o).get("name") == namespace for o in build.objects):
             return layer
     raise SecretsError(f"no layer of cluster {cluster} creates namespace {namespace}: its Secrets cannot be "
                        "delivered with it")
@@ -619,8 +596,11 @@ def set_secret(root: Path, namespace: str, name: str, cluster: str, values: dict
     if (flux and not (root / SOPS_CONFIG).is_file()) or (not flux and not cert.is_file()):
         raise SecretsError(f"{SOPS_CONFIG if flux else cert.relative_to(root)} is missing: run `opc secrets init` "
                            "first")
-    layer = layer_for(root, cluster, namespace)
-    target = secret_path(root, cluster, layer, namespace, name, ENCRYPTED_SUFFIX if flux else SEALED_SUFFIX)
+    if flux:
+        layer = layer_for(root, cluster, namespace)
+        target = secret_path(root, cluster, layer, namespace, name)
+    else:
+        target = root / "clusters" / cluster / "secrets" / namespace / f"{namespace}.{name}{SEALED_SUFFIX}"
     document = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
                 "type": secret_type, "stringData": dict(sorted(values.items()))}
     plain_text = yaml.safe_dump(document, sort_keys=False)
@@ -632,12 +612,88 @@ def set_secret(root: Path, namespace: str, name: str, cluster: str, values: dict
             encrypted = _sops_encrypt(root, plain, target)
     else:
         encrypted = _seal(cert, plain_text)
+    if not flux:
+        if namespace not in argo_namespaces(root, cluster):
+            raise SecretsError(f"cluster {cluster} receives no namespace {namespace}: its Secrets would land in a "
+                               "namespace no component owns (no Pod Security level, no network policies)")
+        _secrets_application(root, cluster, namespace)  # first: nothing half-written if it fails
     _write(target, encrypted)
-    _add_resource(target.parent / "kustomization.yaml", target.name,
-                  f"Secrets of cluster {cluster} applied with its {layer} "
-                  f"({'SOPS' if flux else 'SealedSecrets'}; opc secrets set)")
-    _add_resource(target.parent.parent / "kustomization.yaml", "secrets", "")
+    if flux:
+        _add_resource(target.parent / "kustomization.yaml", target.name,
+                      f"Secrets of cluster {cluster} applied with its {layer} (SOPS; opc secrets set)")
+        _add_resource(target.parent.parent / "kustomization.yaml", "secrets", "")
+    else:
+        _add_resource(target.parent / "kustomization.yaml", target.name,
+                      f"SealedSecrets of cluster {cluster} in namespace {namespace} (opc secrets set)")
     return target
+
+
+def argo_namespaces(root: Path, cluster: str) -> set[str]:
+    """Argo CD: the namespaces the cluster's Applications install into or create from this
+    repository's folders."""
+    from .kustomize import build_one
+
+    build = build_one(root / "clusters" / cluster)
+    if not build.ok:
+        raise SecretsError(f"clusters/{cluster} does not build: {build.error.splitlines()[0]}")
+    found: set[str] = set()
+    paths: set[str] = set()
+    for app in build.objects:
+        if app.get("kind") != "Application" or not str(app.get("apiVersion", "")).startswith("argoproj.io/"):
+            continue
+        spec = app.get("spec") or {}
+        found.add(str((spec.get("destination") or {}).get("namespace") or ""))
+        paths |= {str(src["path"]) for src in [spec.get("source") or {}, *(spec.get("sources") or [])]
+                  if src.get("path") and (root / str(src["path"]) / "kustomization.yaml").is_file()}
+    for path in sorted(paths):
+        built = build_one(root / path)
+        if built.ok:
+            found |= {str(_meta(o).get("name")) for o in built.objects if o.get("kind") == "Namespace"}
+    return found - {""}
+
+
+SECRETS_WAVE = -24  # right after the Sealed Secrets controller (catalogue wave -25), before any reader
+APPLICATIONS = "applications.yaml"  # clusters/<cluster>/secrets/applications.yaml
+
+
+def _secrets_application(root: Path, cluster: str, namespace: str) -> None:
+    """Argo CD: the Application that delivers a cluster's SealedSecrets of one namespace, in the
+    sync wave right after the Sealed Secrets controller and before everything that reads them,
+    creating the namespace if it is not there yet (without managing it: the component that owns
+    it keeps its labels and policies)."""
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    folder = root / "clusters" / cluster
+    entry = _rt().load((folder / "kustomization.yaml").read_text(encoding="utf-8"))
+    layers = [d for d in yaml.safe_load_all((folder / "layers.yaml").read_text(encoding="utf-8"))
+              if isinstance(d, dict) and d.get("kind") == "Application"]
+    if not layers:
+        raise SecretsError(f"clusters/{cluster}/layers.yaml has no Argo CD Application to take the repository from")
+    source = (layers[0].get("spec") or {}).get("source") or {}
+    prefixed = bool(entry.get("namePrefix"))  # a workload cluster's Applications are named <cluster>-...
+    name = f"{'' if prefixed else cluster + '-'}secrets-{namespace}"
+    application: dict[str, Any] = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": name, "namespace": "argocd",
+                     "annotations": {"argocd.argoproj.io/sync-wave": DoubleQuotedScalarString(str(SECRETS_WAVE))},
+                     "finalizers": ["resources-finalizer.argocd.argoproj.io/foreground"]},
+        "spec": {"project": "platform",
+                 "source": {"repoURL": source.get("repoURL"), "targetRevision": source.get("targetRevision"),
+                            "path": f"clusters/{cluster}/secrets/{namespace}"},
+                 "destination": {"name": "in-cluster", "namespace": namespace},
+                 "syncPolicy": {"automated": {"prune": True, "selfHeal": True},
+                                "syncOptions": ["ServerSideApply=true", "CreateNamespace=true"]}},
+    }
+    path = folder / "secrets" / APPLICATIONS
+    existing = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict)] \
+        if path.is_file() else []
+    if not any((d.get("metadata") or {}).get("name") == name for d in existing):
+        header = (f"# The SealedSecrets of cluster {cluster}, one Application per namespace (opc secrets set):\n"
+                  "# synced right after the Sealed Secrets controller, before anything reads them.\n")
+        buffer = io.StringIO()
+        _rt().dump_all([*existing, application], buffer)  # the repository's YAML style (.yamllint)
+        _write(path, "---\n" + header + buffer.getvalue().removeprefix("---\n"))
+    _add_resource(folder / "kustomization.yaml", f"secrets/{APPLICATIONS}", "")
 
 
 def _write(target: Path, text: str) -> None:
