@@ -131,17 +131,21 @@ def _write(objects: list[tuple[str, dict[str, Any], str]], folder: Path) -> dict
     return names
 
 
-def _kube_score(folder: Path, names: dict[str, tuple[str, str, str]]) -> Iterator[Raw]:
+def _program(name: str) -> str:
+    """A scanner from the tools cache (`opc tools install kube-score checkov`), else from PATH."""
     from .tools import ToolMissing, find
 
     try:
-        program = find("kube-score")
+        return find(name)
     except ToolMissing as exc:
         raise AuditError(str(exc)) from exc
+
+
+def _kube_score(folder: Path, names: dict[str, tuple[str, str, str]]) -> Iterator[Raw]:
     from .tools import KUBERNETES
 
     minor = ".".join(KUBERNETES.split(".")[:2])  # the Kubernetes line the platform targets
-    proc = subprocess.run([program, "score", "--output-format", "json", "--kubernetes-version", minor,
+    proc = subprocess.run([_program("kube-score"), "score", "--output-format", "json", "--kubernetes-version", minor,
                            *sorted(str(folder / n) for n in names)],
                           capture_output=True, text=True, check=False)
     try:
@@ -160,18 +164,8 @@ def _kube_score(folder: Path, names: dict[str, tuple[str, str, str]]) -> Iterato
             yield Raw("kube-score", check["check"]["id"], subject, comments, where, source)
 
 
-def checkov_program() -> str:
-    """checkov from the tools cache (`opc tools install checkov`), else from PATH."""
-    from .tools import ToolMissing, find
-
-    try:
-        return find("checkov")
-    except ToolMissing as exc:
-        raise AuditError(str(exc)) from exc
-
-
 def _checkov(folder: Path, names: dict[str, tuple[str, str, str]]) -> Iterator[Raw]:
-    proc = subprocess.run([checkov_program(), "--directory", str(folder), "--framework", "kubernetes", "--output",
+    proc = subprocess.run([_program("checkov"), "--directory", str(folder), "--framework", "kubernetes", "--output",
                            "json", "--quiet", "--compact", "--skip-download"],
                           capture_output=True, text=True, check=False)
     try:

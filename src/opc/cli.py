@@ -613,8 +613,6 @@ def secrets_rotate(cluster: str, directory: Path, keys: Path | None) -> None:
     """A new key for CLUSTER (Flux: or "company"): its Secrets re-encrypted to it (Flux: fresh data
     keys, .sops.yaml updated; Argo CD: sealed again, sealing.crt updated). Then give the cluster
     its new key (printed) and commit."""
-    import time as _time
-
     from .secrets import SEALING_SECRET, default_keys_dir, is_flux, rotate
 
     root = directory.resolve()
@@ -625,7 +623,7 @@ def secrets_rotate(cluster: str, directory: Path, keys: Path | None) -> None:
     keys_dir = keys or default_keys_dir(root)
     if cluster != "company":
         # Sealed Secrets keeps every key it holds for opening: the new one is added beside the old
-        name = "" if flux else f"{SEALING_SECRET}-{_time.strftime('%Y%m%d%H%M%S', _time.gmtime())}"
+        name = "" if flux else f"{SEALING_SECRET}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
         click.echo("then, before the commit syncs:")
         for command in _key_commands(root, keys_dir, cluster, flux, name):
             click.echo(f"  {command}")

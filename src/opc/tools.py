@@ -61,27 +61,28 @@ def _build_helm(tool: Tool, out: Path) -> None:
         f"helm.sh/helm/v3/cmd/helm@{tool.version}", env={"GOBIN": str(out)})
 
 
-def _build_vela(tool: Tool, out: Path) -> None:
-    # `go install` refuses the module (replace directives): it builds as the main module.
-    with tempfile.TemporaryDirectory(prefix="opc-vela-src-") as tmp:
+def _build_main_module(module: str, version: str, package: str, binary: Path, ldflags: str) -> None:
+    """Build ``package`` of a module version as the main module, from a writable copy of its
+    source (for modules `go install` refuses)."""
+    with tempfile.TemporaryDirectory(prefix="opc-src-") as tmp:
         src = Path(tmp) / "src"
-        shutil.copytree(module_dir("github.com/oam-dev/kubevela", tool.version), src)
+        shutil.copytree(module_dir(module, version), src)
         for path in src.rglob("*"):
             path.chmod(path.stat().st_mode | 0o200)
-        _go("build", "-trimpath", "-ldflags", f"-X github.com/oam-dev/kubevela/version.VelaVersion={tool.version}",
-            "-o", str(out / "vela"), "./references/cmd/cli", cwd=src)
+        _go("build", "-trimpath", "-ldflags", ldflags, "-o", str(binary), package, cwd=src)
+
+
+def _build_vela(tool: Tool, out: Path) -> None:
+    # `go install` refuses the module (replace directives).
+    _build_main_module("github.com/oam-dev/kubevela", tool.version, "./references/cmd/cli", out / "vela",
+                       f"-X github.com/oam-dev/kubevela/version.VelaVersion={tool.version}")
 
 
 def _build_kubeseal(tool: Tool, out: Path) -> None:
     # The module is served as github.com/bitnami-labs/sealed-secrets but declares
-    # github.com/bitnami/sealed-secrets, which `go install` refuses: it builds as the main module.
-    with tempfile.TemporaryDirectory(prefix="opc-kubeseal-src-") as tmp:
-        src = Path(tmp) / "src"
-        shutil.copytree(module_dir("github.com/bitnami-labs/sealed-secrets", tool.version), src)
-        for path in src.rglob("*"):
-            path.chmod(path.stat().st_mode | 0o200)
-        _go("build", "-trimpath", "-ldflags", f"-s -w -X main.VERSION={tool.version}", "-o", str(out / "kubeseal"),
-            "./cmd/kubeseal", cwd=src)
+    # github.com/bitnami/sealed-secrets, which `go install` refuses.
+    _build_main_module("github.com/bitnami-labs/sealed-secrets", tool.version, "./cmd/kubeseal", out / "kubeseal",
+                       f"-s -w -X main.VERSION={tool.version}")
 
 
 def _build_kube_score(tool: Tool, out: Path) -> None:
