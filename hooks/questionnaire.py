@@ -20,6 +20,7 @@ Data with a source:
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -355,6 +356,12 @@ def check_region(cloud: str, value: Any) -> str:
     return ""
 
 
+def check_tencent_appid(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[1-9][0-9]{9}", value):
+        return f"tencent_appid must be the account's APPID, 10 digits (got {_show(value)})"
+    return ""
+
+
 def check_private_region(value: Any) -> str:
     if problem := _text_problem("private_region", value):
         return problem
@@ -477,6 +484,92 @@ def check_services(value: Any, company_slug: str) -> str:
     return ""
 
 
+ENVIRONMENTS = ("dev", "staging", "prod")
+# The ranges every cluster's pods and services take (infra/ and the private Clusterfiles), by the
+# cluster's index (dev 0, staging 1, prod 2, hub 3): pods 172.16+i.0.0/16, services 172.24+i.0.0/16.
+CLUSTER_INDEX = {"dev": 0, "staging": 1, "prod": 2, "hub": 3}
+CLUSTER_RANGES = ipaddress.IPv4Network("172.16.0.0/12")
+
+
+def private_clusters(environments: list[str], hub_cloud: str) -> list[str]:
+    """The private clusters Sealer creates: one per environment, and the hub if it is private."""
+    hub = ["hub"] if hub_cloud == "private" else []
+    return [f"private-{env}" for env in ENVIRONMENTS if env in environments] + hub
+
+
+def _lb_network(lb_addresses: str) -> ipaddress.IPv4Network:
+    first = lb_addresses.partition("-")[0].partition("/")[0]
+    return ipaddress.IPv4Network(f"{first}/24", strict=False)
+
+
+def default_private_hosts(environments: list[str], hub_cloud: str, lb_addresses: str) -> str:
+    """Hosts in the load balancer range's /24, from .100 up: 3 masters and 3 nodes for prod and
+    the hub, 1 master and 2 nodes otherwise (flow YAML, for copier.yml's default)."""
+    base = _lb_network(lb_addresses).network_address + 100
+    hosts = {}
+    for name in private_clusters(environments, hub_cloud):
+        index = CLUSTER_INDEX[name.rpartition("-")[2]]
+        big = name in ("hub", "private-prod")
+        start = base + 20 * index
+        hosts[name] = {"masters": [str(start + k) for k in range(3 if big else 1)],
+                       "nodes": [str(start + 10 + k) for k in range(3 if big else 2)]}
+    return json.dumps(hosts)
+
+
+def check_private_hosts(value: Any, environments: list[str], hub_cloud: str, lb_addresses: str) -> str:
+    expected = private_clusters(environments, hub_cloud)
+    form = "a mapping of private cluster to {masters: [IPv4...], nodes: [IPv4...]}"
+    if not isinstance(value, dict):
+        return f"private_hosts must be {form}"
+    if sorted(value) != sorted(expected):
+        return (f"private_hosts must name exactly the private clusters {', '.join(expected)} "
+                f"(got {_show(sorted(value))})")
+    try:
+        if "-" in lb_addresses:
+            first, _, last = lb_addresses.partition("-")
+            lb = [ipaddress.IPv4Address(first), ipaddress.IPv4Address(last)]
+        else:
+            net = ipaddress.IPv4Network(lb_addresses)
+            lb = [net.network_address, net.broadcast_address]
+    except ValueError:
+        lb = []
+    seen: dict[str, str] = {}
+    for cluster, hosts in value.items():
+        where = f"private_hosts.{cluster}"
+        if not isinstance(hosts, dict) or set(hosts) - {"masters", "nodes"} or not hosts.get("masters"):
+            return f"{where} must be {{masters: [IPv4...], nodes: [IPv4...]}} with at least one master"
+        masters = hosts["masters"]
+        if not isinstance(masters, list) or len(masters) % 2 == 0:
+            return f"{where}.masters must be an odd number of addresses (etcd needs a majority; got {_show(masters)})"
+        nodes = hosts.get("nodes") or []
+        if not isinstance(nodes, list):
+            return f"{where}.nodes must be a list of IPv4 addresses"
+        for ip in [*masters, *nodes]:
+            if not isinstance(ip, str) or not is_ipv4(ip):
+                return f"{where} must hold IPv4 addresses (got {_show(ip)})"
+            address = ipaddress.IPv4Address(ip)
+            if address in CLUSTER_RANGES:
+                return f"{where}: {ip} is inside {CLUSTER_RANGES}, which the clusters' pods and services use"
+            if lb and lb[0] <= address <= lb[1]:
+                return f"{where}: {ip} is in private_lb_addresses ({lb_addresses}), which MetalLB hands out"
+            if ip in seen:
+                return f"{where}: {ip} is already a host of {seen[ip]}"
+            seen[ip] = cluster
+    return ""
+
+
+def check_private_object_storage(value: Any) -> str:
+    if problem := _text_problem("private_object_storage", value):
+        return problem
+    scheme, sep, rest = value.partition("://")
+    host_port = rest.rstrip("/")
+    host, colon, port = host_port.partition(":")
+    if scheme != "https" or not sep or "/" in host_port or host_problem(host) or (colon and port_problem(port)):
+        return ("private_object_storage must be an https://host[:port] URL of an S3-compatible object store "
+                f"(MinIO, Ceph RGW, ...) (got {_show(value)})")
+    return ""
+
+
 def check_address_map(question: str, value: Any, clouds: list[str], several: bool = False) -> str:
     form = "host:port" + (", several separated by ';'" if several else "")
     if not isinstance(value, dict):
@@ -567,4 +660,5 @@ class Questionnaire(Extension):
         environment.globals.update(CHECKS)
         environment.globals.update(derive_slug=derive_slug, default_package=default_package,
                                    sample_aggregate=sample_aggregate, mask_credentials=mask_credentials,
+                                   default_private_hosts=default_private_hosts,
                                    is_ipv4=is_ipv4)

@@ -213,3 +213,25 @@ def test_broken_kustomization_path_is_reported_by_the_controller(rendered, schem
     ok, message = outcome.kustomizations[platform]
     assert not ok and re.search(r"kustomization path not found: .*clusters/aliyun-staging/platfrom", message), message
     assert outcome.kustomizations["Kustomization flux-system/configs"][0], "what it depends on still converged"
+
+
+def test_readme_restore_is_accepted_by_the_server(rendered, control_plane, schemas, charts):
+    """The Restore the rendered README documents, dry-run on the API server with Velero's CRD
+    (installed by verifying the cluster): accepted as written, and a misspelt field refused."""
+    import yaml
+
+    repo = rendered("valid/private-argocd.yml")
+    results = _verify(repo, control_plane, schemas, charts, ["private-prod"])
+    assert results and not [p for r in results for p in r.rejected]
+    readme = (repo / "README.md").read_text()
+    block = re.search(r"```yaml\n((?:  .*\n)*?  kind: Restore\n(?:  .*\n)*?)  ```", readme)
+    assert block, "the README documents no Restore"
+    restore = yaml.safe_load("\n".join(line[2:] for line in block.group(1).splitlines()))
+    client = Client(control_plane)
+    path = "/apis/velero.io/v1/namespaces/velero/restores?dryRun=All&fieldValidation=Strict"
+    answer = client.call("POST", path, restore)
+    assert answer.status == 201, answer.body
+    restore["spec"]["restorePV"] = False
+    answer = client.call("POST", path, restore)
+    assert answer.status >= 400 and 'unknown field "spec.restorePV"' in str(answer.body), answer.body
+    client.close()

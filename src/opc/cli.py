@@ -419,6 +419,37 @@ def verify(directory: Path, clusters: tuple[str, ...], schema_dirs: tuple[Path, 
     sys.exit(1 if failed else 0)
 
 
+@main.group()
+def infra() -> None:
+    """Day 0: the OpenTofu roots and Sealer Clusterfiles of infra/."""
+
+
+@infra.command("check")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.option("--only", type=click.Choice(["aliyun", "tencent", "huawei", "private"]), default=None,
+              help="Check one cloud's root and module (with the formatting), or the private Clusterfiles.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only problems and the result.")
+def infra_check(directory: Path, only: str | None, quiet: bool) -> None:
+    """tofu fmt, init (offline, from the pinned providers), validate and test (mock providers) of
+    every cloud's root, tflint of every module, and Sealer's strict decoding of every Clusterfile;
+    exit 1 on any problem. The tools are built once: `opc tools install tofu tflint
+    clusterfile-check terraform-provider-alicloud terraform-provider-tencentcloud
+    terraform-provider-huaweicloud`."""
+    from .infra import InfraError, check
+    from .tools import ToolMissing
+
+    started = time.perf_counter()
+    try:
+        result = check(directory, progress=(lambda _m: None) if quiet else _err, only=only)
+    except (InfraError, ToolMissing) as exc:
+        _err(f"error: {exc}")
+        sys.exit(1)
+    for problem in result.problems:
+        click.echo(problem)
+    click.echo(f"{result.checks} checks, {len(result.problems)} problems ({time.perf_counter() - started:.1f}s)")
+    sys.exit(1 if result.problems else 0)
+
+
 @main.group(invoke_without_command=True)
 @click.pass_context
 def tools(ctx: click.Context) -> None:

@@ -61,15 +61,20 @@ def _build_helm(tool: Tool, out: Path) -> None:
         f"helm.sh/helm/v3/cmd/helm@{tool.version}", env={"GOBIN": str(out)})
 
 
-def _build_main_module(module: str, version: str, package: str, binary: Path, ldflags: str) -> None:
+def _build_main_module(module: str, version: str, package: str, binary: Path, ldflags: str,
+                       env: dict[str, str] | None = None, replace: tuple[str, ...] = ()) -> None:
     """Build ``package`` of a module version as the main module, from a writable copy of its
-    source (for modules `go install` refuses)."""
+    source (for modules `go install` refuses); ``replace``: old@version=new@version edits of its
+    go.mod, for a dependency version the module proxy does not serve."""
     with tempfile.TemporaryDirectory(prefix="opc-src-") as tmp:
         src = Path(tmp) / "src"
-        shutil.copytree(module_dir(module, version), src)
+        info = json.loads(_go("mod", "download", "-json", f"{module}@{version}", env=env))
+        shutil.copytree(info["Dir"], src)
         for path in src.rglob("*"):
             path.chmod(path.stat().st_mode | 0o200)
-        _go("build", "-trimpath", "-ldflags", ldflags, "-o", str(binary), package, cwd=src)
+        for edit in replace:
+            _go("mod", "edit", f"-replace={edit}", cwd=src)
+        _go("build", "-trimpath", "-ldflags", ldflags, "-o", str(binary), package, cwd=src, env=env)
 
 
 def _build_vela(tool: Tool, out: Path) -> None:
@@ -88,6 +93,35 @@ def _build_kubeseal(tool: Tool, out: Path) -> None:
 def _build_kube_score(tool: Tool, out: Path) -> None:
     _go("install", "-trimpath", f"-ldflags=-s -w -X main.version={tool.version.lstrip('v')}",
         f"github.com/zegl/kube-score/cmd/kube-score@{tool.version}", env={"GOBIN": str(out)})
+
+
+def _build_tofu(tool: Tool, out: Path) -> None:
+    # `go install` refuses the module (a replace directive for hcl); version.dev=no makes it a
+    # release build, which `tofu version` reports as such.
+    _build_main_module("github.com/opentofu/opentofu", tool.version, "./cmd/tofu", out / "tofu",
+                       "-s -w -X github.com/opentofu/opentofu/version.dev=no")
+
+
+def _build_provider(module: str, trusted_sum: str = "", replace: tuple[str, ...] = ()) -> Callable[[Tool, Path], None]:
+    """An OpenTofu provider built from its Go module (tofu installs it from infra.py's mirror).
+
+    ``trusted_sum``: for a module version the Go checksum database does not know, the hash it had
+    when opc first pinned it (trust on first use); the download must match it exactly.
+    ``replace``: dependency versions the module proxy does not serve, and the nearest it does."""
+    def build(tool: Tool, out: Path) -> None:
+        if trusted_sum:
+            info = json.loads(_go("mod", "download", "-json", f"{module}@{tool.version}", env={"GONOSUMDB": module}))
+            if info.get("Sum") != trusted_sum:
+                raise ToolMissing(f"{module}@{tool.version} has hash {info.get('Sum')}, not the {trusted_sum} "
+                                  "opc recorded when it pinned it: refusing to build it")
+        _build_main_module(module, tool.version, ".", out / tool.name, "-s -w",
+                           env={"GONOSUMDB": module} if trusted_sum else None, replace=replace)
+    return build
+
+
+def _build_tflint(tool: Tool, out: Path) -> None:
+    _go("install", "-trimpath", "-ldflags=-s -w", f"github.com/terraform-linters/tflint@{tool.version}",
+        env={"GOBIN": str(out)})
 
 
 def _build_checkov(tool: Tool, out: Path) -> None:
@@ -116,8 +150,13 @@ class ToolSet:
 
     @property
     def digest(self) -> str:
-        text = b"".join((self.module / f).read_bytes() for f in ("go.mod", "go.sum"))
+        text = b"".join(f.read_bytes() for f in self.files)
         return hashlib.sha256(text).hexdigest()[:12]
+
+    @property
+    def files(self) -> list[Path]:
+        """go.mod, go.sum and the set's own programs (``*.go``), if any."""
+        return sorted(f for f in self.module.iterdir() if f.name in ("go.mod", "go.sum") or f.suffix == ".go")
 
     @property
     def home(self) -> Path:
@@ -127,8 +166,8 @@ class ToolSet:
 def _build_set(tool: Tool, out: Path) -> None:
     assert tool.toolset is not None
     with tempfile.TemporaryDirectory(prefix=f"opc-{tool.toolset.name}-") as tmp:
-        for name in ("go.mod", "go.sum"):  # the module is read-only where opc is installed
-            shutil.copy(tool.toolset.module / name, Path(tmp) / name)
+        for file in tool.toolset.files:  # the module is read-only where opc is installed
+            shutil.copy(file, Path(tmp) / file.name)
         for binary, package, ldflags in tool.toolset.programs:
             _go("build", "-trimpath", f"-ldflags=-s -w {ldflags}".strip(), "-o", str(out / binary), package,
                 cwd=Path(tmp))
@@ -152,7 +191,10 @@ FLUX = ToolSet("flux", "Flux 2.9: source-controller v1.9.5, kustomize-controller
     ("kustomize-controller", "github.com/fluxcd/kustomize-controller", ""),
     ("helm-controller", "github.com/fluxcd/helm-controller", ""),
 ))
-SETS = {s.name: s for s in (CONTROL_PLANE, FLUX)}
+# The strict Clusterfile checker (gomod/sealer/main.go): decodes each document into Sealer's own
+# Go types, refusing unknown fields.
+SEALER = ToolSet("sealer", "Sealer v0.11.0 types", (("clusterfile-check", ".", ""),))
+SETS = {s.name: s for s in (CONTROL_PLANE, FLUX, SEALER)}
 
 
 @dataclass(frozen=True)
@@ -191,6 +233,24 @@ TOOLS = {
     # the audit's scanners (opc audit): kube-score from the Go module proxy, checkov from PyPI
     "kube-score": Tool("kube-score", "v1.20.0", _build_kube_score, ("version",)),
     "checkov": Tool("checkov", "3.3.30", _build_checkov, ("--version",), source="PyPI"),
+    # day 0 (opc infra): OpenTofu, the one cloud provider the module proxy serves, tflint and the
+    # Clusterfile checker
+    "tofu": Tool("tofu", "v1.10.10", _build_tofu, ("version",)),
+    "terraform-provider-alicloud": Tool("terraform-provider-alicloud", "v1.240.0",
+                                        _build_provider("github.com/aliyun/terraform-provider-alicloud"), ()),
+    # The newest release whose dependencies the module proxy serves but one: its WAF SDK v1.0.802
+    # (not served) is built at v1.0.800; the provider's schema is its own code, not the SDK's.
+    "terraform-provider-tencentcloud": Tool("terraform-provider-tencentcloud", "v1.81.50", _build_provider(
+        "github.com/tencentcloudstack/terraform-provider-tencentcloud",
+        replace=("github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/waf@v1.0.802="
+                 "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/waf@v1.0.800",)), ()),
+    # Served by the module proxy but unknown to the checksum database: pinned to the hash it had
+    # on 2026-12-01 (trust on first use).
+    "terraform-provider-huaweicloud": Tool("terraform-provider-huaweicloud", "v1.71.0", _build_provider(
+        "github.com/huaweicloud/terraform-provider-huaweicloud",
+        trusted_sum="h1:p23i73Mx220Od4e++y0FQr/6000W7W1ySDgXay99mSI="), ()),
+    "tflint": Tool("tflint", "v0.64.0", _build_tflint, ("--version",)),
+    "clusterfile-check": Tool("clusterfile-check", "v0.11.0", _build_set, (), SEALER),
 }
 # What `opc tools install` builds without names: what `opc validate` runs.
 DEFAULT = ("helm", "vela")
