@@ -293,3 +293,36 @@ def test_bootstrap_script_is_valid_bash(rendered):
         proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
         assert proc.returncode == 0, f"{fixture}: {proc.stderr}"
         assert shutil.which("bash")
+
+
+def test_etcd_snapshot_script_tries_each_master(rendered, tmp_path):
+    """The CronJob's script, run by bash with a stand-in etcdctl that only the second master
+    answers: it saves one timestamped snapshot from that master, with etcd's client identity."""
+    repo = rendered("valid/private-argocd.yml")
+    docs = list(yaml.safe_load_all((repo / "infrastructure/configs/etcd-backup/snapshots.yaml").read_text()))
+    cronjob = next(d for d in docs if d["kind"] == "CronJob")
+    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    script = container["command"][-1]
+    pki, snapshots, bin_dir = tmp_path / "pki", tmp_path / "snapshots", tmp_path / "bin"
+    for d in (pki, snapshots, bin_dir):
+        d.mkdir()
+    (pki / "endpoints").write_text("https://10.0.0.1:2379 https://10.0.0.2:2379 https://10.0.0.3:2379")
+    etcdctl = bin_dir / "etcdctl"
+    etcdctl.write_text('#!/usr/bin/env bash\necho "$*" >> "$CALLS"\n'
+                       'case "$*" in *10.0.0.2*) : > "${@: -1}";; *) exit 1;; esac\n')
+    etcdctl.chmod(0o755)
+    calls = tmp_path / "calls"
+    script = script.replace("/pki/", f"{pki}/").replace("/snapshots/", f"{snapshots}/")
+    proc = subprocess.run(["bash", "-c", script], env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                          "CALLS": str(calls), "TZ": "UTC"}, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    tried = calls.read_text().splitlines()
+    assert [re.search(r"--endpoints=(\S+)", t).group(1) for t in tried] == ["https://10.0.0.1:2379", "https://10.0.0.2:2379"]
+    assert f"--cacert={pki}/ca.crt --cert={pki}/tls.crt --key={pki}/tls.key snapshot save" in tried[1]
+    saved = [p.name for p in snapshots.iterdir()]
+    assert len(saved) == 1 and re.fullmatch(r"etcd-\d{8}T\d{6}Z\.db", saved[0]), saved
+    # no master answers: the job fails (and Kubernetes retries it)
+    (pki / "endpoints").write_text("https://10.0.0.9:2379")
+    proc = subprocess.run(["bash", "-c", script], env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                          "CALLS": str(calls)}, capture_output=True, text=True, check=False)
+    assert proc.returncode == 1

@@ -62,7 +62,8 @@ def _build_helm(tool: Tool, out: Path) -> None:
 
 
 def _build_main_module(module: str, version: str, package: str, binary: Path, ldflags: str,
-                       env: dict[str, str] | None = None, replace: tuple[str, ...] = ()) -> None:
+                       env: dict[str, str] | None = None, replace: tuple[str, ...] = (),
+                       gcflags: str = "") -> None:
     """Build ``package`` of a module version as the main module, from a writable copy of its
     source (for modules `go install` refuses); ``replace``: old@version=new@version edits of its
     go.mod, for a dependency version the module proxy does not serve."""
@@ -74,7 +75,8 @@ def _build_main_module(module: str, version: str, package: str, binary: Path, ld
             path.chmod(path.stat().st_mode | 0o200)
         for edit in replace:
             _go("mod", "edit", f"-replace={edit}", cwd=src)
-        _go("build", "-trimpath", "-ldflags", ldflags, "-o", str(binary), package, cwd=src, env=env)
+        flags = ["-gcflags", gcflags] if gcflags else []
+        _go("build", "-trimpath", *flags, "-ldflags", ldflags, "-o", str(binary), package, cwd=src, env=env)
 
 
 def _build_vela(tool: Tool, out: Path) -> None:
@@ -114,8 +116,11 @@ def _build_provider(module: str, trusted_sum: str = "", replace: tuple[str, ...]
             if info.get("Sum") != trusted_sum:
                 raise ToolMissing(f"{module}@{tool.version} has hash {info.get('Sum')}, not the {trusted_sum} "
                                   "opc recorded when it pinned it: refusing to build it")
+        # Compiled without optimisations: opc runs a provider only for its schema and checks, and
+        # the compiler does far less work on code this large.
         _build_main_module(module, tool.version, ".", out / tool.name, "-s -w",
-                           env={"GONOSUMDB": module} if trusted_sum else None, replace=replace)
+                           env={"GONOSUMDB": module} if trusted_sum else None, replace=replace,
+                           gcflags="all=-N -l")
     return build
 
 
