@@ -78,16 +78,17 @@ resource "alicloud_cs_kubernetes_node_pool" "this" {
   system_disk_size     = 120
 }
 
+# the cluster's long-lived administrator kubeconfig (no temporary_duration_minutes: a temporary
+# one would stop working in KubeVela's cluster gateway when it expires)
 data "alicloud_cs_cluster_credential" "this" {
-  for_each                   = var.clusters
-  cluster_id                 = alicloud_cs_managed_kubernetes.this[each.key].id
-  temporary_duration_minutes = 240
+  for_each   = var.clusters
+  cluster_id = alicloud_cs_managed_kubernetes.this[each.key].id
 }
 
 resource "alicloud_kvstore_instance" "redis" {
   db_instance_name = "${local.prefix}-redis"
   instance_type    = "Redis"
-  engine_version   = "7.0"
+  engine_version   = "5.0"
   instance_class   = var.redis_instance_class
   zone_id          = local.zones[0]
   vswitch_id       = alicloud_vswitch.data.id

@@ -35,8 +35,8 @@ variable "clusters" {
     deletion_guard = bool
   }))
   validation {
-    condition     = alltrue([for c in values(var.clusters) : c.nodes >= 2 && c.index >= 0 && c.index < 8])
-    error_message = "Every cluster needs at least 2 nodes (one per zone) and an index from 0 to 7."
+    condition     = alltrue([for c in values(var.clusters) : c.nodes >= 2 && c.index >= 0 && c.index < 4])
+    error_message = "Every cluster needs at least 2 nodes (one per zone) and an index from 0 to 3 (dev, staging, prod, hub)."
   }
 }
 
@@ -47,7 +47,7 @@ variable "node_image" {
 }
 
 variable "redis_instance_class" {
-  description = "ApsaraDB for Redis instance class (the Dapr state store, and pub/sub with Redis Streams)."
+  description = "ApsaraDB for Redis instance class (the Dapr state store, and pub/sub with Redis Streams): 1 GB, master and replica, Redis 5.0."
   type        = string
   default     = "redis.master.small.default"
 }

@@ -1,4 +1,5 @@
-# One VPC across two zones; every cluster of this cloud gets a subnet in each zone, a CCE cluster
+# One VPC across two zones with a NAT gateway (the nodes' way out: images, Git, the hub); every
+# cluster of this cloud gets a subnet in each zone, a CCE cluster
 # (highly available masters for the guarded ones) with a public API address and a node pool per
 # zone; the cloud's Redis (and RocketMQ) serve all of them, and one OBS bucket keeps their
 # Velero backups.
@@ -40,6 +41,32 @@ resource "huaweicloud_vpc_subnet" "data" {
   gateway_ip        = cidrhost(local.data_cidr, 1)
 }
 
+resource "huaweicloud_vpc_eip" "nat" {
+  publicip {
+    type = "5_bgp"
+  }
+  bandwidth {
+    share_type  = "PER"
+    name        = "${local.prefix}-nat"
+    size        = 100
+    charge_mode = "traffic"
+  }
+}
+
+resource "huaweicloud_nat_gateway" "this" {
+  name      = "${local.prefix}-nat"
+  spec      = "1"
+  vpc_id    = huaweicloud_vpc.this.id
+  subnet_id = huaweicloud_vpc_subnet.data.id
+}
+
+resource "huaweicloud_nat_snat_rule" "nodes" {
+  for_each       = local.subnets
+  nat_gateway_id = huaweicloud_nat_gateway.this.id
+  floating_ip_id = huaweicloud_vpc_eip.nat.id
+  subnet_id      = huaweicloud_vpc_subnet.nodes[each.key].id
+}
+
 resource "huaweicloud_vpc_eip" "api" {
   for_each = var.clusters
   publicip {
@@ -64,7 +91,8 @@ resource "huaweicloud_cce_cluster" "this" {
   container_network_cidr = cidrsubnet("172.16.0.0/12", 4, each.value.index)
   service_network_cidr   = cidrsubnet("172.16.0.0/12", 4, each.value.index + 8)
   eip                    = huaweicloud_vpc_eip.api[each.key].address
-  delete_all             = "true"
+  # a guarded cluster's disks and buckets outlive it
+  delete_all = each.value.deletion_guard ? "false" : "true"
 }
 
 resource "huaweicloud_kps_keypair" "nodes" {
@@ -117,6 +145,17 @@ resource "huaweicloud_networking_secgroup_rule" "rocketmq" {
   protocol          = "tcp"
   ports             = "8100,8200,10100-10199"
   remote_ip_prefix  = var.vpc_cidr
+}
+
+# the pods' own addresses too (CCE's VPC routing keeps them)
+resource "huaweicloud_networking_secgroup_rule" "rocketmq_pods" {
+  count             = var.rocketmq ? 1 : 0
+  security_group_id = huaweicloud_networking_secgroup.rocketmq[0].id
+  direction         = "ingress"
+  ethertype         = "IPv4"
+  protocol          = "tcp"
+  ports             = "8100,8200,10100-10199"
+  remote_ip_prefix  = "172.16.0.0/12"
 }
 
 resource "huaweicloud_dms_rocketmq_instance" "this" {

@@ -1,6 +1,7 @@
-# One VPC across two zones; every cluster of this cloud gets a subnet in each zone, a TKE managed
-# cluster with a public API endpoint and a node pool; the cloud's Redis (and RocketMQ) serve all
-# of them, and one COS bucket keeps their Velero backups.
+# One VPC across two zones with a NAT gateway (the nodes' way out: images, Git, the hub); every
+# cluster of this cloud gets a subnet in each zone, a TKE managed cluster with a public API
+# endpoint and a node pool; the cloud's Redis (and RocketMQ) serve all of them, and one COS
+# bucket keeps their Velero backups.
 data "tencentcloud_availability_zones_by_product" "cvm" {
   product = "cvm"
 }
@@ -19,12 +20,39 @@ resource "tencentcloud_vpc" "this" {
   cidr_block = var.vpc_cidr
 }
 
+resource "tencentcloud_eip" "nat" {
+  name                       = "${local.prefix}-nat"
+  internet_charge_type       = "TRAFFIC_POSTPAID_BY_HOUR"
+  internet_max_bandwidth_out = 100
+}
+
+resource "tencentcloud_nat_gateway" "this" {
+  name             = "${local.prefix}-nat"
+  vpc_id           = tencentcloud_vpc.this.id
+  bandwidth        = 100
+  max_concurrent   = 1000000
+  assigned_eip_set = [tencentcloud_eip.nat.public_ip]
+}
+
+resource "tencentcloud_route_table" "nodes" {
+  name   = "${local.prefix}-nodes"
+  vpc_id = tencentcloud_vpc.this.id
+}
+
+resource "tencentcloud_route_table_entry" "internet" {
+  route_table_id         = tencentcloud_route_table.nodes.id
+  destination_cidr_block = "0.0.0.0/0"
+  next_type              = "NAT"
+  next_hub               = tencentcloud_nat_gateway.this.id
+}
+
 resource "tencentcloud_subnet" "nodes" {
   for_each          = local.subnets
   name              = "${var.name}-${each.key}"
   vpc_id            = tencentcloud_vpc.this.id
   availability_zone = each.value.zone
   cidr_block        = each.value.cidr
+  route_table_id    = tencentcloud_route_table.nodes.id
 }
 
 resource "tencentcloud_subnet" "data" {
@@ -57,7 +85,6 @@ resource "tencentcloud_kubernetes_cluster" "this" {
   service_cidr            = cidrsubnet("172.16.0.0/12", 4, each.value.index + 8)
   cluster_max_pod_num     = 64
   cluster_max_service_num = 1024
-  cluster_os              = var.node_image
   deletion_protection     = each.value.deletion_guard
 }
 
@@ -87,6 +114,14 @@ resource "tencentcloud_kubernetes_node_pool" "this" {
     system_disk_type      = "CLOUD_SSD"
     system_disk_size      = 120
   }
+}
+
+# The kubeconfig, read once the public endpoint exists (the cluster resource reads it while the
+# cluster is created, before there is an endpoint to name).
+data "tencentcloud_kubernetes_clusters" "this" {
+  for_each   = var.clusters
+  cluster_id = tencentcloud_kubernetes_cluster.this[each.key].id
+  depends_on = [tencentcloud_kubernetes_cluster_endpoint.this]
 }
 
 resource "tencentcloud_redis_instance" "this" {

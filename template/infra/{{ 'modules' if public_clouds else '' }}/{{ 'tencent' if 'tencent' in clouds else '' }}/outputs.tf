@@ -14,7 +14,7 @@ output "nodes" {
 
 output "kubeconfigs" {
   description = "Each cluster's kubeconfig (make bootstrap writes it to .kube/<cluster>.yaml, outside Git)."
-  value       = { for name, c in tencentcloud_kubernetes_cluster.this : name => c.kube_config }
+  value       = { for name, d in data.tencentcloud_kubernetes_clusters.this : name => one(d.list[*].kube_config) }
   sensitive   = true
 }
 

@@ -35,8 +35,8 @@ variable "clusters" {
     deletion_guard = bool
   }))
   validation {
-    condition     = alltrue([for c in values(var.clusters) : c.nodes >= 2 && c.index >= 0 && c.index < 8])
-    error_message = "Every cluster needs at least 2 nodes (one per zone) and an index from 0 to 7."
+    condition     = alltrue([for c in values(var.clusters) : c.nodes >= 2 && c.index >= 0 && c.index < 4])
+    error_message = "Every cluster needs at least 2 nodes (one per zone) and an index from 0 to 3 (dev, staging, prod, hub)."
   }
 }
 
