@@ -122,7 +122,7 @@ resource "alicloud_rocketmq_instance" "this" {
 }
 
 resource "alicloud_oss_bucket" "backups" {
-  bucket = "${var.bucket_stem}-aliyun-backups"
+  bucket = "${var.name}-aliyun-backups"
   versioning {
     status = "Enabled"
   }

@@ -137,25 +137,15 @@ resource "huaweicloud_networking_secgroup" "rocketmq" {
   name  = "${local.prefix}-rocketmq"
 }
 
+# from the VPC, and from the pods' own addresses (CCE's VPC routing keeps them)
 resource "huaweicloud_networking_secgroup_rule" "rocketmq" {
-  count             = var.rocketmq ? 1 : 0
+  for_each          = var.rocketmq ? { vpc = var.vpc_cidr, pods = "172.16.0.0/12" } : {}
   security_group_id = huaweicloud_networking_secgroup.rocketmq[0].id
   direction         = "ingress"
   ethertype         = "IPv4"
   protocol          = "tcp"
   ports             = "8100,8200,10100-10199"
-  remote_ip_prefix  = var.vpc_cidr
-}
-
-# the pods' own addresses too (CCE's VPC routing keeps them)
-resource "huaweicloud_networking_secgroup_rule" "rocketmq_pods" {
-  count             = var.rocketmq ? 1 : 0
-  security_group_id = huaweicloud_networking_secgroup.rocketmq[0].id
-  direction         = "ingress"
-  ethertype         = "IPv4"
-  protocol          = "tcp"
-  ports             = "8100,8200,10100-10199"
-  remote_ip_prefix  = "172.16.0.0/12"
+  remote_ip_prefix  = each.value
 }
 
 resource "huaweicloud_dms_rocketmq_instance" "this" {
@@ -173,7 +163,7 @@ resource "huaweicloud_dms_rocketmq_instance" "this" {
 }
 
 resource "huaweicloud_obs_bucket" "backups" {
-  bucket        = "${var.bucket_stem}-huawei-backups"
+  bucket        = "${var.name}-huawei-backups"
   acl           = "private"
   versioning    = true
   encryption    = true

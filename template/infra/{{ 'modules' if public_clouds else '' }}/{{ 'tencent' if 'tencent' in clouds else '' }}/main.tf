@@ -146,7 +146,7 @@ resource "tencentcloud_trocket_rocketmq_instance" "this" {
 }
 
 resource "tencentcloud_cos_bucket" "backups" {
-  bucket               = "${var.bucket_stem}-tencent-backups-${data.tencentcloud_user_info.this.app_id}"
+  bucket               = "${var.name}-tencent-backups-${data.tencentcloud_user_info.this.app_id}"
   acl                  = "private"
   versioning_enable    = true
   encryption_algorithm = "AES256"
