@@ -189,18 +189,24 @@ class ControlPlane:
         return bool(self.processes) and all(proc.poll() is None for proc in self.processes)
 
     def stop(self) -> None:
-        # Every process is signalled before any is waited for: a second Ctrl-C while waiting
-        # leaves none running.
-        for proc in self.processes:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.processes.clear()
+        # The last started stops first: kube-apiserver shuts down gracefully only while etcd still
+        # answers (with etcd gone first it waits out the timeout). A second Ctrl-C while waiting
+        # still leaves none running: whatever is left is killed.
+        try:
+            for proc in reversed(self.processes):
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=20)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+        finally:
+            for proc in self.processes:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            self.processes.clear()
 
     def __enter__(self) -> ControlPlane:
         return self.start()
