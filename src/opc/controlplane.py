@@ -85,6 +85,9 @@ class ControlPlane:
     extra_args: list[str] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     started_seconds: float = 0.0
+    # CRDs opc installed here: name -> (digest of what was applied, resourceVersion once
+    # Established, the server's warnings), so that the same CRD is not sent again while unchanged.
+    crds: dict[str, tuple[str, str, list[str]]] = field(default_factory=dict)
 
     @property
     def pki(self) -> Path:
@@ -280,14 +283,14 @@ class Client:
             self._conn.close()
             self._conn = None
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                content_type: str = "application/json") -> tuple[int, bytes, list[str]]:
+    def request(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json",
+                accept: str = "application/json") -> tuple[int, bytes, list[str]]:
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = http.client.HTTPSConnection(self.host, self.port, context=self.context,
                                                          timeout=self.timeout)
             try:
-                headers = {"Accept": "application/json"}
+                headers = {"Accept": accept}
                 if body is not None:
                     headers["Content-Type"] = content_type
                 self._conn.request(method, path, body=body, headers=headers)
@@ -300,9 +303,10 @@ class Client:
                     raise
         raise AssertionError("unreachable")
 
-    def call(self, method: str, path: str, obj: Any = None, content_type: str = "application/json") -> Answer:
+    def call(self, method: str, path: str, obj: Any = None, content_type: str = "application/json",
+             accept: str = "application/json") -> Answer:
         body = None if obj is None else json.dumps(obj).encode()
-        status, data, warnings = self.request(method, path, body, content_type)
+        status, data, warnings = self.request(method, path, body, content_type, accept)
         try:
             parsed = json.loads(data) if data else {}
         except ValueError:
@@ -356,6 +360,10 @@ class Client:
     def get(self, resource: Resource, name: str, namespace: str = "") -> Answer:
         return self.call("GET", resource.path(namespace, name))
 
-    def list(self, resource: Resource, namespace: str = "") -> list[dict[str, Any]]:
-        answer = self.call("GET", resource.path(namespace))
+    def list(self, resource: Resource, namespace: str = "", metadata_only: bool = False) -> list[dict[str, Any]]:
+        """The objects of a resource; with ``metadata_only``, their metadata alone (as kubectl's
+        ``--output name`` asks: a PartialObjectMetadataList)."""
+        accept = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1" if metadata_only
+                  else "application/json")
+        answer = self.call("GET", resource.path(namespace), accept=accept)
         return list(answer.body.get("items") or []) if answer.ok else []
