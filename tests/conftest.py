@@ -9,6 +9,7 @@ and otherwise stops the session with one line saying what to provide.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -162,15 +163,26 @@ def fixture_header(path: Path, key: str) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def rendered(template_repo: Path, tmp_path_factory: pytest.TempPathFactory):
-    """Render a fixture once per session: rendered('valid/all-clouds-flux.yml') -> path."""
+def rendered(template_repo: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str):
+    """Render a fixture once per session, for every worker: rendered('valid/all-clouds-flux.yml')
+    -> path (read only: tests that change a render use rendered_copy)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base if worker_id == "master" else base.parent) / "rendered"  # the session's, under xdist
+    shared.mkdir(exist_ok=True)
     cache: dict[str, Path] = {}
 
     def _render(name: str) -> Path:
         if name not in cache:
-            answers = load_fixture(FIXTURES / name) if name != "defaults" else {}
-            dest = tmp_path_factory.mktemp(Path(name).stem) / "repo"
-            cache[name] = render(template_repo, dest, answers)
+            stem = name.removesuffix(".yml").replace("/", "-")
+            dest = shared / stem / "repo"
+            with open(shared / f"{stem}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # one worker renders, the others wait for it
+                if not (shared / f"{stem}.done").exists():
+                    if dest.exists():
+                        shutil.rmtree(dest)  # what a worker that failed half-way left
+                    render(template_repo, dest, load_fixture(FIXTURES / name) if name != "defaults" else {})
+                    (shared / f"{stem}.done").touch()
+            cache[name] = dest
         return cache[name]
 
     return _render

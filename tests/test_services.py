@@ -26,17 +26,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from observability import EXTERNAL_LABELS, dashboard_queries, rule_queries, service_selections
 
 MAVEN_REPO = ROOT / ".cache" / "m2"  # kept between runs; CI starts cold
+DOCUMENTED_BUILD = "aliyun-prod-flux.yml"  # built by the rendered repository's own `make services` below
 
 
 def _other_builds() -> list[tuple[str, str]]:
     """Every other fixture's services, once per distinct company (the names a service's Java
-    package and classes derive from): built and tested with Maven."""
+    package and classes derive from): built and tested with Maven. The fixture whose services
+    the rendered repository's `make services` builds (below) is not built twice."""
     seen = {(None, None)}  # the defaults, built and run above
     builds = []
     for path in sorted((FIXTURES / "valid").glob("*.yml")):
         answers = yaml.safe_load(path.read_text()) or {}
         company = (answers.get("company_name"), answers.get("company_slug"))
-        if path.name == "three-services.yml" or company in seen:
+        if path.name in ("three-services.yml", DOCUMENTED_BUILD) or company in seen:
             continue
         seen.add(company)
         builds += [(f"valid/{path.name}", svc.get("name", "order-service")) for svc in answers.get("services", [{}])]
@@ -281,7 +283,7 @@ def test_service_metric_check_catches_what_a_service_lacks(rendered):
 def test_documented_maven_command_builds_the_services(rendered_copy):
     """The rendered repository's own way to the right Maven (`make maven`, with the machine's
     Debian Maven 3.8) and `make services` build every service."""
-    repo = rendered_copy("valid/aliyun-prod-flux.yml")
+    repo = rendered_copy(f"valid/{DOCUMENTED_BUILD}")
     debian_mvn = shutil.which("mvn", path="/usr/bin")
     assert debian_mvn, "Debian's maven package is needed (scripts/install-tools installs it)"
     assert "Apache Maven 3.8" in subprocess.run([debian_mvn, "-v"], capture_output=True, text=True).stdout

@@ -35,6 +35,15 @@ def template(tmp_path_factory) -> Path:
     return released_template(tmp_path_factory.mktemp("releases") / "opc")
 
 
+@pytest.fixture(scope="module")
+def fresh(template: Path, tmp_path_factory) -> Path:
+    """The version under development rendered with the default answers: what an unedited
+    project of any release updates to."""
+    dest = tmp_path_factory.mktemp("fresh") / "acme"
+    render_new(dest, {}, template=str(template), vcs_ref=NEXT, quiet=True)
+    return dest
+
+
 def render_at(template: Path, version: str, dest: Path, answers: dict) -> Path:
     render_new(dest, answers, template=str(template), vcs_ref=version, quiet=True)
     git(dest, "init", "-q", "-b", "main")
@@ -121,14 +130,12 @@ def test_update_keeps_every_edit(release: str, template: Path, tmp_path: Path, s
 
 @pytest.mark.slow
 @pytest.mark.parametrize("release", RELEASES)
-def test_unedited_project_updates_to_a_fresh_render(release: str, template: Path, tmp_path: Path):
+def test_unedited_project_updates_to_a_fresh_render(release: str, template: Path, fresh: Path, tmp_path: Path):
     """Without local edits, an update leaves exactly what rendering the new version gives."""
     project = render_at(template, release, tmp_path / "acme", {})
     result = update(project)
     assert result.exit_code == 0, result.output
     assert "0 conflicted" in result.output
-    fresh = tmp_path / "fresh"
-    render_new(fresh, {}, template=str(template), vcs_ref=NEXT, quiet=True)
     files = sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*")
                    if p.is_file() and p.name != ".copier-answers.yml")
     ours = sorted(p.relative_to(project).as_posix() for p in project.rglob("*")

@@ -121,12 +121,15 @@ def audited_objects(report: Report) -> list[tuple[str, dict[str, Any], str]]:
     return out
 
 
+_Dumper: type[yaml.SafeDumper] | type[yaml.CSafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: 10x
+
+
 def _write(objects: list[tuple[str, dict[str, Any], str]], folder: Path) -> dict[str, tuple[str, str, str]]:
     """One file per object; file name -> (subject, where, source)."""
     names = {}
     for index, (where, obj, source) in enumerate(objects):
         name = f"{index:05d}-{re.sub(r'[^A-Za-z0-9_.-]', '_', subject_of(obj))[:80]}.yaml"
-        (folder / name).write_text("---\n" + yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")
+        (folder / name).write_text("---\n" + yaml.dump(obj, Dumper=_Dumper, sort_keys=False), encoding="utf-8")
         names[name] = (subject_of(obj), where, source)
     return names
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -63,22 +65,7 @@ class Build:
 def included_by_others(paths: list[Path]) -> set[Path]:
     """The kustomizations among ``paths`` (resolved) that another kustomization includes as a
     resource or a component."""
-    included: set[Path] = set()
-    for directory in paths:
-        for name in KUSTOMIZATION_FILES:
-            file = directory / name
-            if not file.is_file():
-                continue
-            try:
-                spec = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-            except (OSError, UnicodeDecodeError, yaml.YAMLError):
-                spec = {}
-            for entry in (spec.get("resources") or []) + (spec.get("components") or []):
-                target = (directory / str(entry)).resolve()
-                if target.is_dir():
-                    included.add(target)
-            break
-    return included
+    return {target for directory in paths for target in _included(directory)}
 
 
 def parse_documents(text: str) -> list[dict[str, Any]]:
@@ -97,11 +84,68 @@ def build_one(path: Path, command: list[str] | None = None) -> Build:
     return Build(path, True, objects)
 
 
+def _included(directory: Path) -> list[Path]:
+    """The directories the kustomization in ``directory`` names as resources or components."""
+    for name in KUSTOMIZATION_FILES:
+        file = directory / name
+        if file.is_file():
+            try:
+                spec = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader) or {}  # noqa: S506 - a safe loader
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                return []
+            if not isinstance(spec, dict):
+                return []
+            entries = [str(e) for key in ("resources", "components", "bases") for e in spec.get(key) or []]
+            return [target for e in entries if (target := (directory / e).resolve()).is_dir()]
+    return []
+
+
+def fingerprint(path: Path, own: dict[Path, str]) -> str:
+    """A digest of everything a build of ``path`` can read: the files under it and under every
+    directory its kustomizations include (kustomize's load restrictor refuses any other file),
+    named relative to ``path`` so that copies of one tree match. ``own`` keeps each directory's
+    digest of its own files across calls."""
+    root = path.resolve()
+    seen: set[Path] = set()
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        if directory in seen or not directory.is_dir():
+            continue
+        seen.add(directory)
+        if directory not in own:
+            digest = hashlib.sha256()
+            for entry in sorted(directory.iterdir()):
+                digest.update(entry.name.encode() + b"\0")
+                if entry.is_file():
+                    digest.update(hashlib.sha256(entry.read_bytes()).digest())
+            own[directory] = digest.hexdigest()
+        stack += [d for d in directory.iterdir() if d.is_dir() and d.name not in SKIP_DIRS] + _included(directory)
+    return hashlib.sha256("".join(f"{os.path.relpath(d, root)}\0{own[d]}\n" for d in sorted(seen)).encode()).hexdigest()
+
+
+# What kustomize built, by command and fingerprint (pickled, so that no two builds share objects):
+# a process that validates many copies of one repository (the test suite) builds each tree once.
+_BUILT: dict[tuple[str, str], tuple[bool, bytes, str]] = {}
+
+
 def build_all(paths: list[Path], jobs: int | None = None) -> Iterator[Build]:
-    """Build ``paths`` in parallel; yields builds in the order of ``paths``."""
+    """Build ``paths`` in parallel; yields builds in the order of ``paths``. A tree this process
+    has built before, unchanged, is not built again."""
     command = kustomize_command()
     jobs = jobs or max(2, (os.cpu_count() or 2) * 2)
+    own: dict[Path, str] = {}
+    keys = [(" ".join(command), fingerprint(p, own)) for p in paths]
+
+    def build(path: Path, key: tuple[str, str]) -> Build:
+        if key in _BUILT:
+            ok, objects, error = _BUILT[key]
+            return Build(path, ok, pickle.loads(objects), error)  # noqa: S301 - pickled by this process
+        result = build_one(path, command)
+        _BUILT[key] = (result.ok, pickle.dumps(result.objects), result.error)
+        return result
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(build_one, p, command) for p in paths]
+        futures = [pool.submit(build, p, k) for p, k in zip(paths, keys, strict=True)]
         for future in futures:
             yield future.result()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,18 +56,28 @@ def _reason(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
+# What yamllint said of a file, by (configuration, path, content): its answer depends on nothing
+# else, so a process that lints many copies of one repository (the test suite) asks once per file.
+_LINTED: dict[tuple[str, str, str], list[LintProblem]] = {}
+
+
+def _lint_file(root: Path, rel: str, conf: YamlLintConfig, conf_key: str) -> list[LintProblem]:
+    try:
+        text = (root / rel).read_text(encoding="utf-8")
+        key = (conf_key, rel, hashlib.sha256(text.encode()).hexdigest())
+        if key not in _LINTED:
+            _LINTED[key] = [LintProblem(rel, p.line, p.column, p.level, p.rule or "syntax", p.desc)
+                            for p in linter.run(text, conf, rel)]
+        return _LINTED[key]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return [LintProblem(rel, 1, 1, "error", "unreadable", _reason(exc))]
+
+
 def lint_tree(root: Path) -> tuple[int, list[LintProblem], str]:
     """Lint every YAML file under ``root``; returns (files linted, problems, config used)."""
     conf, source = load_config(root)
+    conf_file = root / source
+    conf_key = conf_file.read_text(encoding="utf-8", errors="replace") if conf_file.is_file() else source
     files = yaml_files(root, conf)
-    problems: list[LintProblem] = []
-    for rel in files:
-        try:
-            text = (root / rel).read_text(encoding="utf-8")
-            found = list(linter.run(text, conf, rel))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            problems.append(LintProblem(rel, 1, 1, "error", "unreadable", _reason(exc)))
-            continue
-        for p in found:
-            problems.append(LintProblem(rel, p.line, p.column, p.level, p.rule or "syntax", p.desc))
+    problems = [p for rel in files for p in _lint_file(root, rel, conf, conf_key)]
     return len(files), problems, source

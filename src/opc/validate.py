@@ -123,7 +123,10 @@ class Report:
         """Per cluster (clusters/<name>), what its GitOps engine applies: the objects of each of its
         deployable units (kustomizations under clusters/<name>/ that no other one includes)."""
         builds = [b for b in self.builds if b.ok]
-        included = kustomize.included_by_others([b.path for b in builds])
+        paths = tuple(b.path for b in builds)
+        if self.memo.get("included", (None,))[0] != paths:  # the checks ask it many times
+            self.memo["included"] = (paths, kustomize.included_by_others(list(paths)))
+        included = self.memo["included"][1]
         units: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
         for build in builds:
             where = self.rel(build.path)
