@@ -254,3 +254,42 @@ def test_schema_location_template(tmp_path: Path):
     assert report.ok and report.valid == 1, [str(f) for f in report.findings]
     result = CliRunner().invoke(main, ["validate", str(repo), "--schema-location", location, "-q"])
     assert result.exit_code == 0 and "1 objects valid" in result.output
+
+
+def test_kustomize_answers_are_kept_by_everything_a_build_can_read(tmp_path: Path):
+    """A build is not repeated for an unchanged tree, wherever its copy lives; a change to any
+    file the build can read (its own folder's, an included folder's) builds it again, and a
+    change elsewhere does not."""
+    from opc import kustomize
+
+    files = {
+        "base/kustomization.yaml": kustomization("config.yaml"),
+        "base/config.yaml": "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: one}\n",
+        "app/kustomization.yaml": kustomization("../base"),
+        "elsewhere/notes.yaml": "---\nk: v\n",
+    }
+    first, second = make_repo(tmp_path / "a", files), make_repo(tmp_path / "b", files)
+    own: dict[Path, str] = {}
+    assert kustomize.fingerprint(first / "app", own) == kustomize.fingerprint(second / "app", own)
+    before = kustomize.fingerprint(second / "app", {})
+    (second / "elsewhere" / "notes.yaml").write_text("---\nk: changed\n")
+    assert kustomize.fingerprint(second / "app", {}) == before
+    (second / "base" / "config.yaml").write_text(files["base/config.yaml"].replace("one", "two"))
+    assert kustomize.fingerprint(second / "app", {}) != before
+    [built_first] = kustomize.build_all([first / "app"])
+    [built_second] = kustomize.build_all([second / "app"])
+    assert built_first.objects[0]["data"] == {"k": "one"} and built_second.objects[0]["data"] == {"k": "two"}
+    built_first.objects[0]["data"]["k"] = "mutated by a caller"
+    [again] = kustomize.build_all([first / "app"])
+    assert again.objects[0]["data"] == {"k": "one"} and again.path == first / "app"
+
+
+def test_lint_answers_are_kept_by_content(tmp_path: Path):
+    from opc.lint import lint_tree
+
+    for name in ("a", "b"):
+        make_repo(tmp_path / name, {"x.yaml": "---\nkey: value\n"})
+    assert lint_tree(tmp_path / "a")[1] == lint_tree(tmp_path / "b")[1] == []
+    (tmp_path / "b" / "x.yaml").write_text("---\nkey:   value\n")
+    problems = lint_tree(tmp_path / "b")[1]
+    assert [p.rule for p in problems] == ["colons"] and lint_tree(tmp_path / "a")[1] == []
