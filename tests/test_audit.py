@@ -5,14 +5,17 @@ repository's own is caught by both scanners."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from opc.audit import audited_objects, check_audit, load_skips, scan
+from opc.audit import _checkov, _kube_score, audited_objects, check_audit, load_skips, scan
 from opc.cli import main
+from opc.tools import find
 from opc.validate import validate_repo
 
 # Both engines, every cloud (the private one's bare-metal components included), SkyWalking
@@ -34,6 +37,10 @@ def test_every_fixture_passes_the_audit_and_every_skip_is_needed(rendered, chart
         # the services run as CloneSets, which the scanners do not know: they see them as Deployments
         objects = audited_objects(report)
         assert any(o["kind"] == "Deployment" and o["metadata"]["name"] == "order-service" for _, o, _ in objects)
+        # the clusters receive CRDs; the scanners are not shown them (no check of theirs applies)
+        assert any(o["kind"] == "CustomResourceDefinition" for built in report.cluster_objects().values()
+                   for _, o in built)
+        assert not [o for _, o, _ in objects if o["kind"] == "CustomResourceDefinition"]
         # a finding fixed: clouds that host the control plane get no monitors for it
         for cluster, objects in report.cluster_objects().items():
             control_plane = {o["metadata"]["name"] for _, o in objects if o["kind"] == "Service"
@@ -91,3 +98,35 @@ def test_skip_entries_need_a_tool_a_check_and_a_reason(tmp_path: Path):
     skips, problems = load_skips(tmp_path)
     assert [s.checks for s in skips] == [("pod-probes",)]
     assert [p.subject for p in problems] == ["entry 1", "entry 2", "entry 3"]
+
+
+CRD = """---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"""
+
+
+def test_neither_scanner_checks_a_crd(tmp_path: Path):
+    """Why the audit leaves CustomResourceDefinitions out: each scanner, shown one beside a
+    Deployment, judges the Deployment and applies no check to the CRD."""
+    (tmp_path / "crd.yaml").write_text(CRD)
+    (tmp_path / "deployment.yaml").write_text(BROKEN % "default")
+    names = {n: (n, n, "repository") for n in ("crd.yaml", "deployment.yaml")}
+    for scanner in (_kube_score, _checkov):
+        judged = {raw.where for raw in scanner(tmp_path, names)}
+        assert judged == {"deployment.yaml"}, scanner
+    proc = subprocess.run([find("checkov"), "--file", str(tmp_path / "crd.yaml"), "--framework", "kubernetes",
+                           "--output", "json", "--quiet", "--skip-download"], capture_output=True, text=True)
+    result = json.loads(proc.stdout)  # with nothing to report, checkov prints the bare summary
+    summary = result.get("summary", result)
+    assert (summary["passed"], summary["failed"], summary["parsing_errors"]) == (0, 0, 0), summary
