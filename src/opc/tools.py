@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -175,14 +176,33 @@ class ToolSet:
         return cache_root() / f"{self.name}-{self.digest}"
 
 
+def _command_name(package: str) -> str:
+    """The file name `go build -o DIR/` gives the program of ``package``: its last path element,
+    or the one before a major-version suffix (go.etcd.io/etcd/server/v3 -> server)."""
+    parts = package.split("/")
+    return parts[-2] if len(parts) > 1 and re.fullmatch(r"v[2-9][0-9]*", parts[-1]) else parts[-1]
+
+
 def _build_set(tool: Tool, out: Path) -> None:
+    """The set's programs, those with the same -ldflags in one `go build`: the shared packages
+    compile once, and the programs link side by side (a link uses one core)."""
     assert tool.toolset is not None
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for binary, package, ldflags in tool.toolset.programs:
+        groups.setdefault(ldflags, []).append((binary, package))
     with tempfile.TemporaryDirectory(prefix=f"opc-{tool.toolset.name}-") as tmp:
         for file in tool.toolset.files:  # the module is read-only where opc is installed
             shutil.copy(file, Path(tmp) / file.name)
-        for binary, package, ldflags in tool.toolset.programs:
-            _go("build", "-trimpath", f"-gcflags={BUSY}", f"-ldflags=-s -w {ldflags}".strip(), "-o",
-                str(out / binary), package, cwd=Path(tmp))
+        for index, (ldflags, members) in enumerate(groups.items()):
+            flags = ("-trimpath", f"-gcflags={BUSY}", f"-ldflags=-s -w {ldflags}".strip())
+            if len(members) == 1:
+                _go("build", *flags, "-o", str(out / members[0][0]), members[0][1], cwd=Path(tmp))
+                continue
+            staged = Path(tmp) / f"bin-{index}"
+            staged.mkdir()
+            _go("build", *flags, "-o", f"{staged}{os.sep}", *[package for _, package in members], cwd=Path(tmp))
+            for binary, package in members:
+                (staged / _command_name(package)).rename(out / binary)
 
 
 KUBERNETES = "v1.34.4"
