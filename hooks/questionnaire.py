@@ -406,7 +406,9 @@ def check_private_nfs_share(value: Any) -> str:
 
 
 SERVICE_KEYS = ["grpc_service", "name", "package", "port"]
-OPTIONAL_SERVICE_KEYS = ["calls", "secrets"]
+OPTIONAL_SERVICE_KEYS = ["calls", "database", "secrets"]
+# services[].database: the service's own database, reached through ShardingSphere-JDBC.
+DATABASES = ("none", "mysql", "postgresql")
 # Credentials of the middleware, read by the Dapr operator for the components, never by a service.
 MIDDLEWARE_SECRETS = ("redis", "rocketmq")
 
@@ -422,8 +424,8 @@ def _service_problem(index: int, svc: Any) -> str:
     where = f"services[{index}]"
     if (not isinstance(svc, dict) or sorted(k for k in svc if k not in OPTIONAL_SERVICE_KEYS) != SERVICE_KEYS
             or any(not isinstance(k, str) for k in svc)):
-        return (f"{where} must have the keys name, package, grpc_service, port (and optionally calls, secrets), "
-                "no others")
+        return (f"{where} must have the keys name, package, grpc_service, port (and optionally calls, database, "
+                "secrets), no others")
     name, package, grpc_service, port = svc["name"], svc["package"], svc["grpc_service"], svc["port"]
     if not isinstance(name, str) or not re.fullmatch(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?", name):
         return f"{where}.name must be a DNS-1035 label of at most 40 characters (got {_show(name)})"
@@ -460,6 +462,9 @@ def _service_problem(index: int, svc: Any) -> str:
                     "a service cannot read them")
     if len(set(secrets)) != len(secrets):
         return f"{where}.secrets names a Secret twice ({', '.join(secrets)})"
+    database = svc.get("database", "none")
+    if database not in DATABASES:
+        return f"{where}.database must be one of {', '.join(DATABASES)} (got {_show(database)})"
     return ""
 
 

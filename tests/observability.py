@@ -37,8 +37,18 @@ def tool(name: str) -> str:
     return path
 
 
+class _Manifests(yaml.SafeLoader):
+    """A safe loader that reads a document with application-specific tags (the services'
+    ShardingSphere rules: !READWRITE_SPLITTING) as plain data instead of failing."""
+
+
+_Manifests.add_multi_constructor("!", lambda loader, _tag, node: (
+    loader.construct_mapping(node) if isinstance(node, yaml.MappingNode)
+    else loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else loader.construct_scalar(node)))
+
+
 def documents(path: Path) -> Iterator[dict[str, Any]]:
-    for doc in yaml.safe_load_all(path.read_text()):
+    for doc in yaml.load_all(path.read_text(), Loader=_Manifests):
         if isinstance(doc, dict):
             yield doc
 

@@ -56,6 +56,29 @@ def test_pre_commit_configuration_is_valid(rendered):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_check_yaml_hooks_pass_every_rendered_yaml_file(rendered, tmp_path: Path):
+    """The rendered check-yaml hooks, run as pre-commit selects their files, pass on a render with
+    databases; the strict one alone would refuse the ShardingSphere rules (their !TAGS)."""
+    repo = rendered("valid/three-services.yml")
+    config = yaml.safe_load((repo / ".pre-commit-config.yaml").read_text())
+    hooks = [h for r in config["repos"] for h in r["hooks"] if h["id"] == "check-yaml"]
+    files = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.suffix in (".yaml", ".yml")
+                   and ".git" not in p.parts)
+    tagged = [f for f in files if f.endswith("/shardingsphere.yaml")]
+    assert len(tagged) == 2 and len(hooks) == 2
+    for hook in hooks:
+        chosen = [f for f in files if re.search(hook.get("files", ""), f) and not re.search(hook.get("exclude", "^$"), f)]
+        assert chosen, hook
+        result = subprocess.run([sys.executable, "-m", "pre_commit_hooks.check_yaml", *hook.get("args", []), *chosen],
+                                cwd=repo, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(f for h in hooks for f in files if re.search(h.get("files", ""), f)
+                  and not re.search(h.get("exclude", "^$"), f)) == files  # every file, once
+    strict = subprocess.run([sys.executable, "-m", "pre_commit_hooks.check_yaml", "--allow-multiple-documents", tagged[0]],
+                            cwd=repo, capture_output=True, text=True)
+    assert strict.returncode == 1 and "READWRITE_SPLITTING" in strict.stdout
+
+
 def test_secret_guard(rendered, tmp_path: Path):
     script = rendered("valid/aliyun-prod-flux.yml") / "scripts" / "check-secrets.py"
     plain = tmp_path / "plain.yaml"

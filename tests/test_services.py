@@ -1,6 +1,9 @@
 """The rendered Java services build with Maven, pass their own tests (ArchUnit included), start,
 and answer a gRPC client that is not Java: Python grpcio with stubs compiled from the rendered
-.proto. A layering violation injected into a rendered copy fails the build.
+.proto. A layering violation injected into a rendered copy fails the build. A service with a
+database runs against a real primary and replica (MariaDB or PostgreSQL, tests/dbservers.py):
+Flyway migrates the primary, the entity round-trips, and ShardingSphere sends the write to the
+primary and the read to the replica.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import dbservers
 import grpc
 import pytest
 import yaml
@@ -121,6 +125,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def database_servers():
+    """database_servers(engine) -> a primary and replica of that engine, started once per module
+    (per test worker) when first asked for, stopped by PID at the end."""
+    started: dict[str, dbservers.Pair] = {}
+
+    def _get(engine: str) -> dbservers.Pair:
+        if engine not in started:
+            started[engine] = dbservers.start(engine)
+        return started[engine]
+
+    yield _get
+    for pair in started.values():
+        pair.stop()
+
+
+def wait_until(check, what: str, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"{what} after {timeout}s"
+        time.sleep(0.1)
+    return result
+
+
 def compile_proto(service: Path, out: Path):
     """Python stubs from the rendered .proto, with grpcio-tools' protoc."""
     from grpc_tools import protoc
@@ -142,7 +170,7 @@ def compile_proto(service: Path, out: Path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fixture, name", CASES, ids=[f"{Path(f).stem}-{n}" for f, n in CASES])
-def test_service_builds_runs_and_answers_grpc(fixture: str, name: str, rendered, tmp_path: Path):
+def test_service_builds_runs_and_answers_grpc(fixture: str, name: str, rendered, tmp_path: Path, database_servers):
     repo = rendered(fixture)
     spec = next(s for s in yaml.safe_load((repo / ".copier-answers.yml").read_text())["services"] if s["name"] == name)
     service = tmp_path / name
@@ -160,6 +188,20 @@ def test_service_builds_runs_and_answers_grpc(fixture: str, name: str, rendered,
     pb2, pb2_grpc = compile_proto(service, tmp_path / "py")
     grpc_port, metrics_port = free_port(), free_port()
     env = {**os.environ, "GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port), "LOG_LEVEL": "INFO"}
+    engine = spec.get("database", "none")
+    if engine != "none":
+        servers = database_servers(engine)
+        database = name.replace("-", "_")
+        table = next((service / f"{name}-infrastructure" / "src" / "main" / "resources" / "db" / "migration")
+                     .glob("V1__create_*.sql")).stem.removeprefix("V1__create_")
+        servers.create(database, database, "s3cret")
+        # the rules the clusters get (the Application's), not the service's built-in ones
+        application = yaml.safe_load((repo / "apps" / name / "application.yaml").read_text())
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(application["spec"]["components"][0]["properties"]["database"]["rules"])
+        env |= {"SHARDINGSPHERE_RULES": str(rules), "DATABASE_WRITE_URL": servers.url(servers.primary_port, database),
+                "DATABASE_READ_URL": servers.url(servers.replica_port, database),
+                "DATABASE_USERNAME": database, "DATABASE_PASSWORD": "s3cret"}
     launched = time.perf_counter()
     proc = subprocess.Popen(["java", "-jar", str(jar)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -193,14 +235,32 @@ def test_service_builds_runs_and_answers_grpc(fixture: str, name: str, rendered,
         made = getattr(created, field)
         assert made.total_minor == 750 and made.status == "CREATED" and made.owner_id == "o-1"
         id_field = next(f.name for f in made.DESCRIPTOR.fields if f.name.endswith("_id") and f.name not in ("owner_id", "item_id"))
+        if engine != "none":
+            # the row reaches the replica by replication; then the reads each server has served so far
+            made_id = getattr(made, id_field)
+            row = f"SELECT quantity, unit_price_minor, status FROM {table} WHERE id = '{made_id}'"
+            wait_until(lambda: servers.sql("replica", row, database), "the row never reached the replica")
+            wait_until(lambda: servers.rows_read_and_changed("primary", database, table)[1] == 1,
+                       "the insert is not counted on the primary")
+            before = {server: servers.rows_read_and_changed(server, database, table)[0]
+                      for server in ("primary", "replica")}
         fetched = get(getattr(pb2, f"Get{entity}Request")(**{id_field: getattr(made, id_field)}), timeout=10)
         assert getattr(fetched, field) == made
         with pytest.raises(grpc.RpcError) as missing:
             get(getattr(pb2, f"Get{entity}Request")(**{id_field: "does-not-exist"}), timeout=10)
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
-        with pytest.raises(grpc.RpcError) as invalid:
-            create(getattr(pb2, f"Create{entity}Request")(owner_id="o-1"), timeout=10)
-        assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        if engine != "none":
+            # ShardingSphere's routing: the write went to the primary, both reads to the replica
+            wait_until(lambda: servers.rows_read_and_changed("replica", database, table)[0] >= before["replica"] + 1,
+                       "no read reached the replica")
+            time.sleep(1.5)  # PostgreSQL publishes a connection's table statistics at most once a second
+            assert servers.rows_read_and_changed("primary", database, table)[0] == before["primary"], \
+                "a read reached the primary"
+            # Flyway migrated the primary (and its history replicated); the row holds what was sent
+            for server in ("primary", "replica"):
+                assert servers.sql(server, "SELECT version, success FROM flyway_schema_history", database) in \
+                    ([["1", "1"]], [["1", "t"]]), server
+            assert servers.sql("primary", row, database) == [["3", "250", "CREATED"]]
 
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
         # every service metric (and label, and SLO bucket) the platform's dashboards and alerts use
@@ -229,6 +289,38 @@ def test_every_fixtures_service_builds(fixture: str, name: str, rendered, tmp_pa
     assert build.returncode == 0, build.stdout[-4000:]
     assert "Tests run:" in build.stdout and "BUILD SUCCESS" in build.stdout
     assert (service / "start" / "target" / f"{name}.jar").is_file()
+
+
+DATA_PATH = ("org.flywaydb", "org.apache.shardingsphere", "com.zaxxer", "mysql-connector-j", "org.postgresql",
+             "infrastructure.database", "DATABASE_WRITE_URL")
+
+
+@pytest.mark.parametrize("fixture", ["defaults", "valid/three-services.yml"])
+def test_a_database_renders_only_where_asked_for(fixture: str, rendered):
+    """database: none renders nothing of the data path; mysql and postgresql render it with their
+    own driver and Flyway module, and nothing of the other engine."""
+    repo = rendered(fixture)
+    specs = yaml.safe_load((repo / ".copier-answers.yml").read_text())["services"]
+    engines = {s["name"]: s.get("database", "none") for s in specs}
+    assert set(engines.values()) == ({"none"} if fixture == "defaults" else {"none", "mysql", "postgresql"})
+    for name, engine in engines.items():
+        service = repo / "services" / name
+        text = {p.relative_to(service).as_posix(): p.read_text() for p in service.rglob("*") if p.is_file()}
+        data_files = sorted(p for p in text if "/database/" in p or "/db/migration/" in p or p.endswith("shardingsphere.yaml"))
+        if engine == "none":
+            assert data_files == [], name
+            assert [p for p, t in text.items() if any(word in t for word in DATA_PATH)
+                    and not p.endswith("/ArchitectureTest.java")] == [], name  # its rule names them all
+            continue
+        table = {"order-service": "orders", "payment-service": "payments"}[name]
+        assert sorted(p.rsplit("/", 1)[1] for p in data_files) == sorted([
+            "shardingsphere.yaml", "Database.java", "DatabaseConfig.java", "PersistenceException.java",
+            f"V1__create_{table}.sql"]), data_files
+        assert f"CREATE TABLE {table} (" in next(t for p, t in text.items() if p.endswith(f"V1__create_{table}.sql"))
+        poms = "".join(t for p, t in text.items() if p.endswith("pom.xml"))
+        ours, other = ("mysql-connector-j", "org.postgresql") if engine == "mysql" else ("org.postgresql", "mysql-connector-j")
+        assert ours in poms and other not in poms, name
+        assert ("flyway-mysql" in poms) == (engine == "mysql") and ("flyway-database-postgresql" in poms) == (engine != "mysql")
 
 
 @pytest.mark.slow

@@ -92,3 +92,56 @@ def test_vela_rejects_a_broken_definition(rendered_copy, schemas, charts):
     report = validate_repo(repo, schemas, lint=False, wiring=[], charts=charts)
     problems = [f.message for f in report.findings if f.category == "vela"]
     assert problems and "undefined field: replica" in problems[0], problems
+
+
+class _Rules(yaml.SafeLoader):
+    """Reads ShardingSphere's rules, whose tags (!READWRITE_SPLITTING) name rule types."""
+
+
+_Rules.add_multi_constructor("!", lambda loader, tag, node: {tag: loader.construct_mapping(node, deep=True)})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", ["valid/three-services.yml", "valid/huawei-three-envs-flux.yml"])
+def test_a_database_service_gets_its_login_rules_and_way_out(fixture: str, rendered, schemas, charts):
+    """KubeVela gives a service with a database its address and login from the Secret
+    <name>-database, the rules of its environment in a ConfigMap (the service's own rules, with
+    every statement logged in dev only), and egress to its engine's port; a service without
+    one gets none of it."""
+    repo = rendered(fixture)
+    answers = yaml.safe_load((repo / ".copier-answers.yml").read_text())
+    engines = {s["name"]: s.get("database", "none") for s in answers["services"]}
+    report = validate_repo(repo, schemas, lint=False, wiring=[], charts=charts)
+    assert report.ok, [str(f) for f in report.findings][:20]
+    for cluster, objects in expanded(report).items():
+        env = cluster.split("-", 1)[1]
+        for name, engine in engines.items():
+            clone_set = next(o for o in objects if o["kind"] == "CloneSet" and o["metadata"]["name"] == name)
+            pod = clone_set["spec"]["template"]["spec"]
+            container = pod["containers"][0]
+            variables = {e["name"]: e for e in container["env"]}
+            rules = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{name}-shardingsphere"]
+            egress = [o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == f"{name}-database"]
+            if engine == "none":
+                assert not [v for v in variables if v.startswith("DATABASE_") or v == "SHARDINGSPHERE_RULES"]
+                assert rules == [] and egress == [], (cluster, name)
+                continue
+            for variable, key in (("DATABASE_WRITE_URL", "write-url"), ("DATABASE_READ_URL", "read-url"),
+                                  ("DATABASE_USERNAME", "username"), ("DATABASE_PASSWORD", "password")):
+                assert variables[variable]["valueFrom"]["secretKeyRef"] == {"name": f"{name}-database", "key": key}
+            folder, file = posixpath.split(variables["SHARDINGSPHERE_RULES"]["value"])
+            mount = next(m for m in container["volumeMounts"] if m["mountPath"] == folder)
+            volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+            assert volume["configMap"]["name"] == f"{name}-shardingsphere" and mount["readOnly"] is True
+            (config_map,) = rules
+            environment_rules = yaml.load(config_map["data"][file], Loader=_Rules)  # noqa: S506 (a safe loader)
+            own = yaml.load((repo / "services" / name / f"{name}-infrastructure" / "src" / "main" / "resources"
+                             / "shardingsphere.yaml").read_text(), Loader=_Rules)  # noqa: S506
+            assert environment_rules["props"].pop("sql-show") is (env == "dev"), cluster
+            own["props"].pop("sql-show")
+            assert environment_rules == own, cluster
+            assert egress[0]["spec"]["egress"] == [{"ports": [{"protocol": "TCP",
+                                                               "port": {"mysql": 3306, "postgresql": 5432}[engine]}]}]
+    # the Secret is declared, so `opc secrets` asks for it on every workload cluster
+    assert all(f"{n}-database" in {d["name"] for d in yaml.safe_load((repo / "apps" / n / "secrets.yaml").read_text())}
+               for n, e in engines.items() if e != "none")
