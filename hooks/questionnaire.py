@@ -406,7 +406,8 @@ def check_private_nfs_share(value: Any) -> str:
 
 
 SERVICE_KEYS = ["grpc_service", "name", "package", "port"]
-OPTIONAL_SERVICE_KEYS = ["calls", "database", "secrets"]
+OPTIONAL_SERVICE_KEYS = ["calls", "database", "secrets", "shards"]
+MAX_SHARDS = 64
 # services[].database: the service's own database, reached through ShardingSphere-JDBC.
 DATABASES = ("none", "mysql", "postgresql")
 # Credentials of the middleware, read by the Dapr operator for the components, never by a service.
@@ -425,7 +426,7 @@ def _service_problem(index: int, svc: Any) -> str:
     if (not isinstance(svc, dict) or sorted(k for k in svc if k not in OPTIONAL_SERVICE_KEYS) != SERVICE_KEYS
             or any(not isinstance(k, str) for k in svc)):
         return (f"{where} must have the keys name, package, grpc_service, port (and optionally calls, database, "
-                "secrets), no others")
+                "shards, secrets), no others")
     name, package, grpc_service, port = svc["name"], svc["package"], svc["grpc_service"], svc["port"]
     if not isinstance(name, str) or not re.fullmatch(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?", name):
         return f"{where}.name must be a DNS-1035 label of at most 40 characters (got {_show(name)})"
@@ -465,6 +466,11 @@ def _service_problem(index: int, svc: Any) -> str:
     database = svc.get("database", "none")
     if database not in DATABASES:
         return f"{where}.database must be one of {', '.join(DATABASES)} (got {_show(database)})"
+    shards = svc.get("shards", 1)
+    if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= MAX_SHARDS:
+        return f"{where}.shards must be an integer in 1-{MAX_SHARDS} (got {_show(shards)})"
+    if shards > 1 and database == "none":
+        return f"{where}.shards splits the service's database, but it has none: set database too, or leave shards out"
     return ""
 
 

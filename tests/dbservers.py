@@ -63,6 +63,14 @@ class Pair:
     def boot(self) -> None:
         raise NotImplementedError
 
+    def create(self, databases: list[str], user: str, password: str) -> None:
+        """The service's databases on the primary (they replicate), and its login owning them."""
+        raise NotImplementedError
+
+    def rows_read_and_changed(self, server: str, database: str, table: str) -> tuple[int, int]:
+        """The rows of `table` the server has read and changed for its clients, by its own statistics."""
+        raise NotImplementedError
+
     def sql(self, server: str, statement: str, database: str = "") -> list[list[str]]:
         raise NotImplementedError
 
@@ -119,9 +127,9 @@ class MariaDB(Pair):
                     "-N", "-B", "-e", statement, *([database] if database else [])])
         return [line.split("\t") for line in out.splitlines()]
 
-    def create(self, database: str, user: str, password: str) -> None:
-        self.sql("primary", f"CREATE DATABASE {database}; CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'; "
-                 f"GRANT ALL ON {database}.* TO '{user}'@'127.0.0.1'")
+    def create(self, databases: list[str], user: str, password: str) -> None:
+        grants = "; ".join(f"CREATE DATABASE {d}; GRANT ALL ON {d}.* TO '{user}'@'127.0.0.1'" for d in databases)
+        self.sql("primary", f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'; {grants}")
 
     def rows_read_and_changed(self, server: str, database: str, table: str) -> tuple[int, int]:
         rows = self.sql(server, "SELECT ROWS_READ, ROWS_CHANGED FROM information_schema.TABLE_STATISTICS "
@@ -169,9 +177,10 @@ class PostgreSQL(Pair):
                     "-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", statement])
         return [line.split("\t") for line in out.splitlines() if line]
 
-    def create(self, database: str, user: str, password: str) -> None:
+    def create(self, databases: list[str], user: str, password: str) -> None:
         self.sql("primary", f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
-        self.sql("primary", f"CREATE DATABASE {database} OWNER {user}")
+        for database in databases:
+            self.sql("primary", f"CREATE DATABASE {database} OWNER {user}")
 
     def rows_read_and_changed(self, server: str, database: str, table: str) -> tuple[int, int]:
         rows = self.sql(server, "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0), "

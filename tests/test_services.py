@@ -141,6 +141,15 @@ def database_servers():
         pair.stop()
 
 
+def shard_of(key: str, shards: int) -> int:
+    """The shard the rules pick: Math.floorMod(String.hashCode(key), shards), as Java computes it."""
+    h = 0
+    encoded = key.encode("utf-16-be")  # Java hashes UTF-16 code units
+    for unit in (int.from_bytes(encoded[i:i + 2], "big") for i in range(0, len(encoded), 2)):
+        h = (31 * h + unit) & 0xFFFFFFFF
+    return (h - (1 << 32) if h >= 1 << 31 else h) % shards  # Python's % is floorMod
+
+
 def wait_until(check, what: str, timeout: float = 20):
     deadline = time.monotonic() + timeout
     while not (result := check()):
@@ -188,20 +197,22 @@ def test_service_builds_runs_and_answers_grpc(fixture: str, name: str, rendered,
     pb2, pb2_grpc = compile_proto(service, tmp_path / "py")
     grpc_port, metrics_port = free_port(), free_port()
     env = {**os.environ, "GRPC_PORT": str(grpc_port), "METRICS_PORT": str(metrics_port), "LOG_LEVEL": "INFO"}
-    engine = spec.get("database", "none")
+    engine, shards = spec.get("database", "none"), spec.get("shards", 1)
     if engine != "none":
         servers = database_servers(engine)
         database = name.replace("-", "_")
+        shard_databases = [f"{database}_{i}" for i in range(shards)] if shards > 1 else [database]
         table = next((service / f"{name}-infrastructure" / "src" / "main" / "resources" / "db" / "migration")
                      .glob("V1__create_*.sql")).stem.removeprefix("V1__create_")
-        servers.create(database, database, "s3cret")
+        servers.create(shard_databases, database, "s3cret")
         # the rules the clusters get (the Application's), not the service's built-in ones
         application = yaml.safe_load((repo / "apps" / name / "application.yaml").read_text())
         rules = tmp_path / "rules.yaml"
         rules.write_text(application["spec"]["components"][0]["properties"]["database"]["rules"])
-        env |= {"SHARDINGSPHERE_RULES": str(rules), "DATABASE_WRITE_URL": servers.url(servers.primary_port, database),
-                "DATABASE_READ_URL": servers.url(servers.replica_port, database),
-                "DATABASE_USERNAME": database, "DATABASE_PASSWORD": "s3cret"}
+        named = database + ("_{shard}" if shards > 1 else "")
+        env |= {"SHARDINGSPHERE_RULES": str(rules), "DATABASE_WRITE_URL": servers.url(servers.primary_port, named),
+                "DATABASE_READ_URL": servers.url(servers.replica_port, named),
+                "DATABASE_USERNAME": database, "DATABASE_PASSWORD": "s3cret", "DATABASE_SHARDS": str(shards)}
     launched = time.perf_counter()
     proc = subprocess.Popen(["java", "-jar", str(jar)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -238,12 +249,12 @@ def test_service_builds_runs_and_answers_grpc(fixture: str, name: str, rendered,
         if engine != "none":
             # the row reaches the replica by replication; then the reads each server has served so far
             made_id = getattr(made, id_field)
+            home = shard_databases[shard_of(made_id, shards)]
             row = f"SELECT quantity, unit_price_minor, status FROM {table} WHERE id = '{made_id}'"
-            wait_until(lambda: servers.sql("replica", row, database), "the row never reached the replica")
-            wait_until(lambda: servers.rows_read_and_changed("primary", database, table)[1] == 1,
+            wait_until(lambda: servers.sql("replica", row, home), "the row never reached the replica")
+            wait_until(lambda: servers.rows_read_and_changed("primary", home, table)[1] == 1,
                        "the insert is not counted on the primary")
-            before = {server: servers.rows_read_and_changed(server, database, table)[0]
-                      for server in ("primary", "replica")}
+            before = {server: servers.rows_read_and_changed(server, home, table)[0] for server in ("primary", "replica")}
         fetched = get(getattr(pb2, f"Get{entity}Request")(**{id_field: getattr(made, id_field)}), timeout=10)
         assert getattr(fetched, field) == made
         with pytest.raises(grpc.RpcError) as missing:
@@ -251,16 +262,22 @@ def test_service_builds_runs_and_answers_grpc(fixture: str, name: str, rendered,
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
         if engine != "none":
             # ShardingSphere's routing: the write went to the primary, both reads to the replica
-            wait_until(lambda: servers.rows_read_and_changed("replica", database, table)[0] >= before["replica"] + 1,
+            wait_until(lambda: servers.rows_read_and_changed("replica", home, table)[0] >= before["replica"] + 1,
                        "no read reached the replica")
             time.sleep(1.5)  # PostgreSQL publishes a connection's table statistics at most once a second
-            assert servers.rows_read_and_changed("primary", database, table)[0] == before["primary"], \
+            assert servers.rows_read_and_changed("primary", home, table)[0] == before["primary"], \
                 "a read reached the primary"
-            # Flyway migrated the primary (and its history replicated); the row holds what was sent
+            # Flyway migrated every shard's primary (and its history replicated); the row holds what was sent
             for server in ("primary", "replica"):
-                assert servers.sql(server, "SELECT version, success FROM flyway_schema_history", database) in \
-                    ([["1", "1"]], [["1", "t"]]), server
-            assert servers.sql("primary", row, database) == [["3", "250", "CREATED"]]
+                for shard_database in shard_databases:
+                    assert servers.sql(server, "SELECT version, success FROM flyway_schema_history", shard_database) \
+                        in ([["1", "1"]], [["1", "t"]]), (server, shard_database)
+            assert servers.sql("primary", row, home) == [["3", "250", "CREATED"]]
+            if shards > 1:  # each row in the shard the hash of its id names, and in no other
+                made_ids = {made_id} | {getattr(getattr(create(request, timeout=10), field), id_field) for _ in range(15)}
+                for shard, shard_database in enumerate(shard_databases):
+                    assert {r[0] for r in servers.sql("primary", f"SELECT id FROM {table}", shard_database)} == \
+                        {i for i in made_ids if shard_of(i, shards) == shard}, shard_database
 
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
         # every service metric (and label, and SLO bucket) the platform's dashboards and alerts use

@@ -111,6 +111,7 @@ def test_a_database_service_gets_its_login_rules_and_way_out(fixture: str, rende
     repo = rendered(fixture)
     answers = yaml.safe_load((repo / ".copier-answers.yml").read_text())
     engines = {s["name"]: s.get("database", "none") for s in answers["services"]}
+    shards = {s["name"]: s.get("shards", 1) for s in answers["services"]}
     report = validate_repo(repo, schemas, lint=False, wiring=[], charts=charts)
     assert report.ok, [str(f) for f in report.findings][:20]
     for cluster, objects in expanded(report).items():
@@ -129,6 +130,7 @@ def test_a_database_service_gets_its_login_rules_and_way_out(fixture: str, rende
             for variable, key in (("DATABASE_WRITE_URL", "write-url"), ("DATABASE_READ_URL", "read-url"),
                                   ("DATABASE_USERNAME", "username"), ("DATABASE_PASSWORD", "password")):
                 assert variables[variable]["valueFrom"]["secretKeyRef"] == {"name": f"{name}-database", "key": key}
+            assert variables["DATABASE_SHARDS"]["value"] == str(shards[name])
             folder, file = posixpath.split(variables["SHARDINGSPHERE_RULES"]["value"])
             mount = next(m for m in container["volumeMounts"] if m["mountPath"] == folder)
             volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])

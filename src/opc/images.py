@@ -185,7 +185,7 @@ def derive_for_template(template: str, charts: Any, vcs_ref: str | None = "HEAD"
     import copier
 
     from .reserved import PROBE_ANSWERS
-    from .validate import validate_repo
+    from .validate import render_releases
 
     found: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="opc-images-") as tmp:
@@ -193,8 +193,7 @@ def derive_for_template(template: str, charts: Any, vcs_ref: str | None = "HEAD"
             dest = Path(tmp) / gitops
             copier.run_copy(template, dest, data={**PROBE_ANSWERS, "gitops": gitops}, defaults=True, unsafe=True,
                             vcs_ref=vcs_ref, quiet=True)
-            report = validate_repo(dest, [], lint=False, charts=charts)
-            for name, entry in derive_image_paths(report).items():
+            for name, entry in derive_image_paths(render_releases(dest, charts)).items():
                 merged = found.setdefault(name, {"paths": {}, "unnamed": []})
                 merged["paths"].update(entry["paths"])
                 merged["unnamed"] = sorted(set(merged["unnamed"]) | set(entry["unnamed"]))

@@ -316,6 +316,31 @@ def _expand_applications(report: Report, say: Progress) -> None:
                 report.generated.append(Generated(target, f"{subject}, vela dry-run", where, objects))
 
 
+def _build(report: Report, jobs: int | None, say: Progress) -> None:
+    """Build every kustomization under the report's root."""
+    paths = kustomize.find_kustomizations(report.root)
+    report.kustomizations = len(paths)
+    say(f"building {len(paths)} kustomizations under {report.root}")
+    report.builds = list(kustomize.build_all(paths, jobs=jobs))
+    for build in report.builds:
+        if build.ok:
+            report.built += 1
+        else:
+            reason = build.error.splitlines()[-1] if build.error else "failed"
+            report.findings.append(Finding("build", report.rel(build.path), "", reason))
+    say(f"built {report.built} of {len(paths)} kustomizations")
+
+
+def render_releases(root: Path, charts: ChartOptions, progress: Progress | None = None) -> Report:
+    """The first half of validate_repo: every kustomization built and every Helm release rendered
+    (report.builds, report.releases), nothing expanded or validated."""
+    report = Report(root.resolve())
+    say = progress or (lambda _msg: None)
+    _build(report, None, say)
+    _render_charts(report, charts, SchemaStore([], DEFAULT_KUBERNETES_VERSION, []), say)
+    return report
+
+
 def validate_repo(
     root: Path,
     schema_dirs: list[Path],
@@ -336,18 +361,8 @@ def validate_repo(
         store.add_sources(load_sources(root))
     except SourceError as exc:
         report.findings.append(Finding("invalid", SOURCES_FILE, "", str(exc)))
-    paths = kustomize.find_kustomizations(root)
-    report.kustomizations = len(paths)
     say = progress or (lambda _msg: None)
-    say(f"building {len(paths)} kustomizations under {root}")
-    report.builds = list(kustomize.build_all(paths, jobs=jobs))
-    for build in report.builds:
-        if build.ok:
-            report.built += 1
-        else:
-            reason = build.error.splitlines()[-1] if build.error else "failed"
-            report.findings.append(Finding("build", report.rel(build.path), "", reason))
-    say(f"built {report.built} of {len(paths)} kustomizations")
+    _build(report, jobs, say)
 
     if charts is not None:
         _render_charts(report, charts, store, say)
@@ -374,4 +389,5 @@ def validate_repo(
     return report
 
 
-__all__ = ["ChartOptions", "Finding", "Generated", "LintProblem", "Report", "object_id", "validate_repo"]
+__all__ = ["ChartOptions", "Finding", "Generated", "LintProblem", "Report", "object_id", "render_releases",
+           "validate_repo"]
