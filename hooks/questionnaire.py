@@ -476,7 +476,8 @@ def _service_problem(index: int, svc: Any) -> str:
 
 def check_services(value: Any, company_slug: str) -> str:
     if not isinstance(value, list) or not value:
-        return "services must be a non-empty list of {name, package, grpc_service, port[, calls][, secrets]}"
+        return ("services must be a non-empty list of {name, package, grpc_service, port[, calls][, secrets]"
+                "[, database][, shards]}")
     for index, svc in enumerate(value):
         if problem := _service_problem(index, svc):
             return problem
@@ -486,6 +487,10 @@ def check_services(value: Any, company_slug: str) -> str:
             return f"services {key}s must be unique (got {', '.join(items)})"
     names = [svc["name"] for svc in value]
     for index, svc in enumerate(value):
+        logins = [x for x in svc.get("secrets", []) if x.endswith("-database") and x.removesuffix("-database") in names]
+        if logins:
+            return (f"services[{index}].secrets names '{logins[0]}', a service's database login, which only that "
+                    "service reads (from its environment); a service cannot read it")
         if unknown := [c for c in svc.get("calls", []) if c not in names]:
             return (f"services[{index}].calls names {', '.join(unknown)}, which is not one of the services "
                     f"({', '.join(names)})")

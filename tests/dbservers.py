@@ -71,6 +71,10 @@ class Pair:
         """The rows of `table` the server has read and changed for its clients, by its own statistics."""
         raise NotImplementedError
 
+    def reads(self, server: str, database: str, table: str) -> int:
+        """How many reads of `table` the server has served, counted as they happen."""
+        raise NotImplementedError
+
     def sql(self, server: str, statement: str, database: str = "") -> list[list[str]]:
         raise NotImplementedError
 
@@ -136,6 +140,9 @@ class MariaDB(Pair):
                         f"WHERE TABLE_SCHEMA = '{database}' AND TABLE_NAME = '{table}'")
         return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
 
+    def reads(self, server: str, database: str, table: str) -> int:
+        return self.rows_read_and_changed(server, database, table)[0]  # updated as each statement ends
+
 
 # --- PostgreSQL ------------------------------------------------------------------------------
 
@@ -167,9 +174,17 @@ class PostgreSQL(Pair):
         with open(log, "w") as out:
             self.procs.append(subprocess.Popen(
                 [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
-                 "-c", f"unix_socket_directories={data.parent}", "-c", "fsync=off", "-c", "shared_buffers=32MB"],
+                 "-c", f"unix_socket_directories={data.parent}", "-c", "fsync=off", "-c", "shared_buffers=32MB",
+                 # every statement, with its database, in the server's log: reads are counted as they happen
+                 "-c", "log_statement=all", "-c", "log_line_prefix=[%d] "],
                 stdout=out, stderr=subprocess.STDOUT, **self.as_user))
         _wait_for_port(port, self.procs[-1], log)
+        # the port opens before the server accepts sessions ("the database system is starting up")
+        deadline = time.monotonic() + START_TIMEOUT
+        while subprocess.run([str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]).returncode:
+            if time.monotonic() > deadline or self.procs[-1].poll() is not None:
+                pytest.fail(f"PostgreSQL on port {port} never accepted sessions:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
 
     def sql(self, server: str, statement: str, database: str = "postgres") -> list[list[str]]:
         port = self.primary_port if server == "primary" else self.replica_port
@@ -187,6 +202,12 @@ class PostgreSQL(Pair):
                         "n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables "
                         f"WHERE relname = '{table}'", database)
         return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+
+    def reads(self, server: str, database: str, table: str) -> int:
+        """SELECTs from `table` in the server's statement log (its statistics lag by up to seconds)."""
+        log = (self.root / f"{server}.log").read_text(errors="replace")
+        return sum(1 for line in log.splitlines() if line.startswith(f"[{database}] ") and "SELECT" in line
+                   and f"FROM {table} " in line + " ")
 
 
 def start(engine: str) -> Pair:

@@ -105,7 +105,7 @@ _Rules.add_multi_constructor("!", lambda loader, tag, node: {tag: loader.constru
 @pytest.mark.parametrize("fixture", ["valid/three-services.yml", "valid/huawei-three-envs-flux.yml"])
 def test_a_database_service_gets_its_login_rules_and_way_out(fixture: str, rendered, schemas, charts):
     """KubeVela gives a service with a database its address and login from the Secret
-    <name>-database, the rules of its environment in a ConfigMap (the service's own rules, with
+    <name>-database (mounted), the rules of its environment in a ConfigMap (the service's own rules, with
     every statement logged in dev only), and egress to its engine's port; a service without
     one gets none of it."""
     repo = rendered(fixture)
@@ -127,9 +127,12 @@ def test_a_database_service_gets_its_login_rules_and_way_out(fixture: str, rende
                 assert not [v for v in variables if v.startswith("DATABASE_") or v == "SHARDINGSPHERE_RULES"]
                 assert rules == [] and egress == [], (cluster, name)
                 continue
-            for variable, key in (("DATABASE_WRITE_URL", "write-url"), ("DATABASE_READ_URL", "read-url"),
-                                  ("DATABASE_USERNAME", "username"), ("DATABASE_PASSWORD", "password")):
-                assert variables[variable]["valueFrom"]["secretKeyRef"] == {"name": f"{name}-database", "key": key}
+            # the login as files (a Secret in the environment is what audits flag), readable by the pod's group only
+            assert not [v for v in variables.values() if "valueFrom" in v]
+            login = next(m for m in container["volumeMounts"] if m["mountPath"] == variables["DATABASE_LOGIN_DIR"]["value"])
+            assert login["readOnly"] is True
+            assert next(v for v in pod["volumes"] if v["name"] == login["name"])["secret"] == {
+                "secretName": f"{name}-database", "defaultMode": 0o440}
             assert variables["DATABASE_SHARDS"]["value"] == str(shards[name])
             folder, file = posixpath.split(variables["SHARDINGSPHERE_RULES"]["value"])
             mount = next(m for m in container["volumeMounts"] if m["mountPath"] == folder)
