@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from opc.controlplane import terminate
+
 START_TIMEOUT = 60
 
 
@@ -37,16 +39,6 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
                 return
         time.sleep(0.1)
     pytest.fail(f"nothing listens on 127.0.0.1:{port} after {START_TIMEOUT}s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _run(cmd: list[str], **kwargs) -> str:
@@ -90,7 +82,7 @@ class Pair:
 
     def stop(self) -> None:
         for proc in reversed(self.procs):  # the replica first
-            _stop(proc)
+            terminate(proc, timeout=30)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

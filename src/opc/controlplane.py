@@ -197,13 +197,7 @@ class ControlPlane:
         # still leaves none running: whatever is left is killed.
         try:
             for proc in reversed(self.processes):
-                if proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+                terminate(proc, timeout=20)
         finally:
             for proc in self.processes:
                 if proc.poll() is None:
@@ -367,3 +361,14 @@ class Client:
                   else "application/json")
         answer = self.call("GET", resource.path(namespace), accept=accept)
         return list(answer.body.get("items") or []) if answer.ok else []
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """Stop a process we started: SIGTERM, and SIGKILL if it is still running after `timeout` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
