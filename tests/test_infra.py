@@ -6,6 +6,7 @@ the programs that would reach a cloud or a cluster) and `make destroy` asks firs
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -102,6 +103,12 @@ BROKEN = {
     "bad-cidr": (("infra/huawei/main.tf", 'vpc_cidr           = "10.30.0.0/16"',
                   'vpc_cidr           = "10.30.0.0/33"'), "vpc_cidr must be"),
     "too-few-nodes": (("infra/aliyun/main.tf", "nodes          = 3", "nodes          = 1"), "at least 2 nodes"),
+    # a database account without its password: the module's precondition names it
+    "database-password-missing": (("infra/aliyun/tests/mock.tftest.hcl",
+                                   '    "aliyun-prod/order-service"    = "mock-only"\n', ""),
+                                  "database_passwords has no password for aliyun-prod/order-service"),
+    "database-shards": (("infra/huawei/main.tf", '"order-service" = { engine = "mysql", shards = 2 }',
+                         '"order-service" = { engine = "mysql", shards = 65 }'), "its shards 1 to 64"),
     "not-formatted": (("infra/tencent/main.tf", "  rocketmq       = false", "  rocketmq = false"), "tofu fmt"),
     # tflint: a variable nothing uses
     "unused-variable": (("infra/modules/huawei/variables.tf", 'variable "vpc_cidr" {',
@@ -180,6 +187,8 @@ STUB = """#!/usr/bin/env bash
 echo "$(basename "$0") $*" >> "$STUB_LOG"
 case "$(basename "$0") $*" in
   "tofu "*"output -json kubeconfigs"*) printf '{"%s": "apiVersion: v1\\\\nkind: Config\\\\n"}\\n' "$STUB_CLUSTER" ;;
+  "tofu "*"output -json databases"*) printf '{"%s/order-service": {"write_url": "jdbc:mysql://p:3306/order_service_{shard}", "read_url": "jdbc:mysql://r:3306/order_service_{shard}", "username": "order_service"}}\\n' "$STUB_CLUSTER" ;;
+  "opc "*) for a in "$@"; do case "$a" in *=/*) echo "  ${a%%=*}=$(cat "${a#*=}")" >> "$STUB_LOG" ;; esac; done ;;
   "kubectl "*"create token"*) echo stub-token ;;
   "kubectl "*"jsonpath={.clusters[0].cluster.server}"*) echo https://hub.example:6443 ;;
   "kubectl "*"certificate-authority-data"*) printf 'Y2EK' ;;
@@ -196,7 +205,7 @@ exit 0
 def _stubs(tmp_path: Path, cluster: str) -> tuple[dict[str, str], Path]:
     bin_dir = tmp_path / "stub-bin"
     bin_dir.mkdir()
-    for name in ("tofu", "kubectl", "helm", "flux", "vela", "sealer", "ssh"):
+    for name in ("tofu", "kubectl", "helm", "flux", "vela", "sealer", "ssh", "opc"):
         path = bin_dir / name
         path.write_text(STUB)
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
@@ -247,6 +256,27 @@ def test_bootstrap_flux_workload_cluster_in_order(rendered_copy, tmp_path):
     positions = [_index(calls, step) for step in order]
     assert positions == sorted(positions), "\n".join(calls)
     assert "--labels everywhere-inc.example/env=staging,everywhere-inc.example/cloud=aliyun" in calls[positions[-1]]
+    # the service's database: passwords made once for every aliyun workload cluster, kept with the
+    # keys (owner only), given to OpenTofu, and the Secret made from its outputs for this cluster
+    passwords_file = tmp_path / "keys" / "aliyun-databases.tfvars.json"
+    assert stat.S_IMODE(passwords_file.stat().st_mode) == 0o600
+    passwords = json.loads(passwords_file.read_text())["database_passwords"]
+    assert sorted(passwords) == sorted(f"aliyun-{env}/{key}" for env in ("dev", "staging", "prod")
+                                       for key in ("order-service", "mysql"))
+    assert all(len(p) == 24 and re.search("[A-Z]", p) and re.search("[a-z]", p) and re.search("[0-9]", p)
+               and re.search("[-_=+]", p) and re.fullmatch("[A-Za-z0-9_=+-]+", p) for p in passwords.values())
+    assert len(set(passwords.values())) == len(passwords)
+    apply = calls[positions[1]]
+    assert f"-var-file={passwords_file}" in apply
+    secret = _index(calls, "opc secrets set everywhere-inc/order-service-database --cluster aliyun-staging")
+    assert positions[2] < secret < positions[3]
+    assert calls[secret + 1:secret + 5] == [
+        "  write-url=jdbc:mysql://p:3306/order_service_{shard}", "  read-url=jdbc:mysql://r:3306/order_service_{shard}",
+        "  username=order_service", f"  password={passwords['aliyun-staging/order-service']}"]
+    # a second run keeps the passwords
+    log.write_text("")
+    assert _bootstrap(repo, env, "bootstrap", "CLUSTER=aliyun-staging").returncode == 0
+    assert json.loads(passwords_file.read_text())["database_passwords"] == passwords
     # every step is printed before it runs, and the kubeconfig is the cluster's, not readable by others
     assert "+ tofu -chdir=infra/aliyun apply" in proc.stderr and "==> 4/4 aliyun-staging" in proc.stderr
     assert stat.S_IMODE((repo / ".kube/aliyun-staging.yaml").stat().st_mode) == 0o600

@@ -4,6 +4,7 @@ what it produces is validated and judged like everything else."""
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 
 import pytest
@@ -34,9 +35,13 @@ def test_vela_renders_every_application(fixture: str, rendered, schemas, charts)
     workload = {f"{c}-{e}" for c in answers["clouds"] for e in answers["environments"]}
     assert set(by_cluster) == workload  # every service lands on every workload cluster, nowhere else
     mirrors = answers.get("registry_mirrors") or {}
+    # a service with a database adds its rules (ConfigMap) and its way out to it (NetworkPolicy)
+    database = any(s.get("database", "none") != "none" for s in answers.get("services") or [])
+    kinds = sorted(["CloneSet", "PodDisruptionBudget", "Service", "ServiceAccount"]
+                   + (["ConfigMap", "NetworkPolicy"] if database else []))
     for cluster, objects in by_cluster.items():
         cloud, env = cluster.split("-", 1)
-        assert sorted({o["kind"] for o in objects}) == ["CloneSet", "PodDisruptionBudget", "Service", "ServiceAccount"]
+        assert sorted({o["kind"] for o in objects}) == kinds
         for clone_set in (o for o in objects if o["kind"] == "CloneSet"):
             assert clone_set["spec"]["replicas"] == (2 if env == "prod" else 1)
             assert clone_set["spec"]["updateStrategy"]["type"] == "InPlaceIfPossible"
@@ -123,8 +128,10 @@ def test_a_database_service_gets_its_login_rules_and_way_out(fixture: str, rende
             variables = {e["name"]: e for e in container["env"]}
             rules = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{name}-shardingsphere"]
             egress = [o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == f"{name}-database"]
+            annotations = clone_set["spec"]["template"]["metadata"]["annotations"]
             if engine == "none":
                 assert not [v for v in variables if v.startswith("DATABASE_") or v == "SHARDINGSPHERE_RULES"]
+                assert "checksum/shardingsphere-rules" not in annotations
                 assert rules == [] and egress == [], (cluster, name)
                 continue
             # the login as files (a Secret in the environment is what audits flag), readable by the pod's group only
@@ -139,6 +146,9 @@ def test_a_database_service_gets_its_login_rules_and_way_out(fixture: str, rende
             volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
             assert volume["configMap"]["name"] == f"{name}-shardingsphere" and mount["readOnly"] is True
             (config_map,) = rules
+            # the pods roll when the rules change: their template carries the rules' digest
+            assert annotations["checksum/shardingsphere-rules"] == hashlib.sha256(
+                config_map["data"][file].encode()).hexdigest(), cluster
             environment_rules = yaml.load(config_map["data"][file], Loader=_Rules)  # noqa: S506 (a safe loader)
             own = yaml.load((repo / "services" / name / f"{name}-infrastructure" / "src" / "main" / "resources"
                              / "shardingsphere.yaml").read_text(), Loader=_Rules)  # noqa: S506

@@ -195,24 +195,30 @@ def test_flux_converges(fixture, cluster, rendered, schemas, charts, tmp_path):
 
 @pytest.mark.slow
 def test_broken_kustomization_path_is_reported_by_the_controller(rendered, schemas, charts, tmp_path):
+    """A misspelt path in the first layer is reported by the real kustomize-controller on that
+    layer, and the layers after it wait for it instead of applying."""
     import fluxrun
 
     repo = rendered("defaults")
     report = validate_repo(repo, schemas, lint=False, wiring=[], charts=charts)
     cluster = "aliyun-staging"
-    platform = "Kustomization flux-system/platform"
+    controllers = "Kustomization flux-system/controllers"
+    configs = "Kustomization flux-system/configs"
 
     def misspell(copy: Path) -> None:
-        _edit(copy / "clusters" / cluster / "layers.yaml", f"path: ./clusters/{cluster}/platform",
-              f"path: ./clusters/{cluster}/platfrom")
+        _edit(copy / "clusters" / cluster / "layers.yaml", f"path: ./clusters/{cluster}/controllers",
+              f"path: ./clusters/{cluster}/contollers")
 
     def reported(outcome) -> bool:
-        return "kustomization path not found" in outcome.kustomizations.get(platform, (False, ""))[1]
+        return ("kustomization path not found" in outcome.kustomizations.get(controllers, (False, ""))[1]
+                and "is not ready" in outcome.kustomizations.get(configs, (False, ""))[1])
 
     outcome = fluxrun.run(report, repo, cluster, tmp_path, schemas, timeout=600, edit=misspell, until=reported)
-    ok, message = outcome.kustomizations[platform]
-    assert not ok and re.search(r"kustomization path not found: .*clusters/aliyun-staging/platfrom", message), message
-    assert outcome.kustomizations["Kustomization flux-system/configs"][0], "what it depends on still converged"
+    ok, message = outcome.kustomizations[controllers]
+    assert not ok and re.search(r"kustomization path not found: .*clusters/aliyun-staging/contollers", message), message
+    ok, message = outcome.kustomizations[configs]
+    assert not ok and "dependency 'flux-system/controllers' is not ready" in message, message
+    assert outcome.kustomizations["Kustomization flux-system/flux-system"][0], "the cluster's own layer applied"
 
 
 def test_readme_restore_is_accepted_by_the_server(rendered, control_plane, schemas, charts):

@@ -673,9 +673,14 @@ def add() -> None:
 @click.option("--package", required=True, help="Java package, e.g. com.acme.payment")
 @click.option("--grpc-service", required=True, help="gRPC service name, e.g. PaymentService")
 @click.option("--port", type=int, required=True, help="gRPC port (1024-65535)")
+@click.option("--database", type=click.Choice(["none", "mysql", "postgresql"]), default="none", show_default=True,
+              help="Its own database, read and written through ShardingSphere-JDBC (primary and replica).")
+@click.option("--shards", type=int, default=1, show_default=True,
+              help="Split its table over this many databases (1-64; needs --database).")
 @click.option("--dir", "directory", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".",
               show_default=True, help="The rendered project.")
-def add_service_command(name: str, package: str, grpc_service: str, port: int, directory: Path) -> None:
+def add_service_command(name: str, package: str, grpc_service: str, port: int, database: str, shards: int,
+                        directory: Path) -> None:
     """Append service NAME to the answers file (comments and order kept) and render it.
 
     The project stays on its template version; the new service gets its Java modules under
@@ -684,8 +689,13 @@ def add_service_command(name: str, package: str, grpc_service: str, port: int, d
     from .update import UpdateError, add_service
 
     try:
-        result = add_service(directory, {"name": name, "package": package, "grpc_service": grpc_service, "port": port},
-                             progress=_err)
+        entry: dict[str, object] = {"name": name, "package": package, "grpc_service": grpc_service, "port": port}
+        # only what differs from the defaults goes into the answers
+        if database != "none":
+            entry["database"] = database
+        if shards != 1:
+            entry["shards"] = shards
+        result = add_service(directory, entry, progress=_err)
     except (UpdateError, ValueError) as exc:
         _err(f"error: {exc}")
         sys.exit(2)
