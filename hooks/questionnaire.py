@@ -408,6 +408,12 @@ def check_private_nfs_share(value: Any) -> str:
 SERVICE_KEYS = ["grpc_service", "name", "package", "port"]
 OPTIONAL_SERVICE_KEYS = ["calls", "database", "secrets", "shards"]
 MAX_SHARDS = 64
+# The database and account names a service with a database may not take (its name with '_' for
+# '-'): MySQL's own schemas, PostgreSQL's own databases, the administrators of the managed
+# databases (root; TencentDB's tencentroot), and names starting with pg (PostgreSQL keeps role
+# names starting with pg_; Huawei RDS refuses PostgreSQL databases and accounts starting with pg).
+RESERVED_DATABASE_NAMES = frozenset({"mysql", "sys", "information_schema", "performance_schema", "postgres",
+                                     "template0", "template1", "root", "tencentroot"})
 # services[].database: the service's own database, reached through ShardingSphere-JDBC.
 DATABASES = ("none", "mysql", "postgresql")
 # Credentials of the middleware, read by the Dapr operator for the components, never by a service.
@@ -471,6 +477,10 @@ def _service_problem(index: int, svc: Any) -> str:
         return f"{where}.shards must be an integer in 1-{MAX_SHARDS} (got {_show(shards)})"
     if shards > 1 and database == "none":
         return f"{where}.shards splits the service's database, but it has none: set database too, or leave shards out"
+    sql_name = name.replace("-", "_")
+    if database != "none" and (sql_name in RESERVED_DATABASE_NAMES or sql_name.startswith("pg")):
+        return (f"{where}.name gives its database and account the name '{sql_name}', which MySQL, PostgreSQL or the "
+                "clouds' managed databases keep for themselves (names starting with 'pg' too); choose another name")
     return ""
 
 

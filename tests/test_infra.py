@@ -49,8 +49,19 @@ def test_infra_is_rendered_for_exactly_the_answers(fixture, rendered):
         not (repo / "infra" / "modules").exists()
     for cloud in public:
         text = (repo / "infra" / cloud / "main.tf").read_text()
-        declared = re.findall(r'^    "([a-z0-9-]+)" = \{$', text, re.MULTILINE)
+        block = re.search(r"^  clusters = \{\n(.*?)^  \}$", text, re.MULTILINE | re.DOTALL).group(1)
+        declared = re.findall(r'^    "([a-z0-9-]+)" = \{$', block, re.MULTILINE)
         assert sorted(declared) == sorted(n for n, c in clusters.items() if c == cloud), cloud
+        # the services with a database get theirs on each workload cluster of this cloud, not on the hub
+        with_database = [s["name"] for s in answers.get("services") or [] if s.get("database", "none") != "none"]
+        databases = re.search(r"^  databases = \{\n(.*?)^  \}$", text, re.MULTILINE | re.DOTALL)
+        workload = sorted(n for n, c in clusters.items() if c == cloud and n != "hub")
+        if with_database and workload:
+            assert sorted(re.findall(r'^    "([a-z0-9-]+)" = \{$', databases.group(1), re.MULTILINE)) == workload
+            assert sorted(set(re.findall(r'^      "([a-z0-9-]+)"\s+= \{ engine', databases.group(1), re.MULTILINE))) == \
+                sorted(with_database)
+        else:
+            assert databases is None, cloud
         tests = (repo / "infra" / cloud / "tests" / "mock.tftest.hcl").read_text()
         assert sorted(re.findall(r'output\.nodes\["([a-z0-9-]+)"\]\.count', tests)) == sorted(declared)
         # the mock Redis answers where the Dapr components were rendered to look for it, so the
@@ -188,6 +199,7 @@ echo "$(basename "$0") $*" >> "$STUB_LOG"
 case "$(basename "$0") $*" in
   "tofu "*"output -json kubeconfigs"*) printf '{"%s": "apiVersion: v1\\\\nkind: Config\\\\n"}\\n' "$STUB_CLUSTER" ;;
   "tofu "*"output -json databases"*) printf '{"%s/order-service": {"write_url": "jdbc:mysql://p:3306/order_service_{shard}", "read_url": "jdbc:mysql://r:3306/order_service_{shard}", "username": "order_service"}}\\n' "$STUB_CLUSTER" ;;
+  "tofu "*" apply "*|"tofu "*" destroy "*) echo "  TF_VAR_redis_password=${TF_VAR_redis_password:-unset}" >> "$STUB_LOG" ;;
   "opc "*) for a in "$@"; do case "$a" in *=/*) echo "  ${a%%=*}=$(cat "${a#*=}")" >> "$STUB_LOG" ;; esac; done ;;
   "kubectl "*"create token"*) echo stub-token ;;
   "kubectl "*"jsonpath={.clusters[0].cluster.server}"*) echo https://hub.example:6443 ;;
@@ -245,7 +257,7 @@ def test_bootstrap_flux_workload_cluster_in_order(rendered_copy, tmp_path):
     proc = _bootstrap(repo, env, "bootstrap", "CLUSTER=aliyun-staging")
     assert proc.returncode == 0, proc.stderr
     calls = _calls(log)
-    order = ["tofu -chdir=infra/aliyun init", "tofu -chdir=infra/aliyun apply -input=false -var redis_password=r",
+    order = ["tofu -chdir=infra/aliyun init", "tofu -chdir=infra/aliyun apply -input=false",
              "tofu -chdir=infra/aliyun output -json kubeconfigs", "get --raw /version",
              "-n flux-system create secret generic sops-age", "helm upgrade --install flux-operator",
              "apply -f clusters/aliyun-staging/flux-system/flux-instance.yaml", "wait fluxinstance/flux",
@@ -262,12 +274,15 @@ def test_bootstrap_flux_workload_cluster_in_order(rendered_copy, tmp_path):
     assert stat.S_IMODE(passwords_file.stat().st_mode) == 0o600
     passwords = json.loads(passwords_file.read_text())["database_passwords"]
     assert sorted(passwords) == sorted(f"aliyun-{env}/{key}" for env in ("dev", "staging", "prod")
-                                       for key in ("order-service", "mysql"))
+                                       for key in ("order-service", "mysql:admin"))
     assert all(len(p) == 24 and re.search("[A-Z]", p) and re.search("[a-z]", p) and re.search("[0-9]", p)
                and re.search("[-_=+]", p) and re.fullmatch("[A-Za-z0-9_=+-]+", p) for p in passwords.values())
     assert len(set(passwords.values())) == len(passwords)
     apply = calls[positions[1]]
     assert f"-var-file={passwords_file}" in apply
+    # the Redis password reaches OpenTofu through its environment, and is printed nowhere
+    assert calls[positions[1] + 1] == "  TF_VAR_redis_password=r"
+    assert "redis_password" not in apply and "redis_password" not in proc.stderr
     secret = _index(calls, "opc secrets set everywhere-inc/order-service-database --cluster aliyun-staging")
     assert positions[2] < secret < positions[3]
     assert calls[secret + 1:secret + 5] == [
@@ -323,9 +338,10 @@ def test_destroy_asks_first(rendered_copy, tmp_path):
     proc = _bootstrap(repo, env, "destroy", "CLUSTER=huawei-dev", stdin="huawei-dev\n")
     assert proc.returncode == 0, proc.stderr
     destroy = [c for c in _calls(log) if " destroy " in c]
-    assert destroy == ['tofu -chdir=infra/huawei destroy -input=false -var redis_password=r '
+    assert destroy == ['tofu -chdir=infra/huawei destroy -input=false '
                        '-target=module.platform.huaweicloud_cce_cluster.this["huawei-dev"] '
                        '-target=module.platform.huaweicloud_vpc_eip.api["huawei-dev"]']
+    assert "  TF_VAR_redis_password=r" in _calls(log)
 
 
 def test_bootstrap_script_is_valid_bash(rendered):
